@@ -1,0 +1,22 @@
+//! memwall breaks the GPU memory wall for LLM and mixture-of-experts work:
+//! hand-written CUDA kernels wrapped in safe Rust, a three-tier memory
+//! manager (crate `memwall-tiers`) and an MPI datatype interposer (crate
+//! `memwall-mpi`).
+//!
+//! Everything builds and runs without CUDA: [`gpu::Gpu::new`] returns
+//! [`Error::NoDriver`] on such a machine, and every kernel has a CPU path.
+//! See `docs/ARCHITECTURE.md` for the map of the code.
+
+pub mod error;
+pub mod gpu;
+pub mod info;
+pub mod strided;
+
+pub use error::{Error, Result};
+
+/// One launch plan for every kernel entry in the embedded PTX, built with no
+/// CUDA. Tests check each against the compiled `.entry` signature, and that
+/// no entry is left without one.
+pub fn sample_plans() -> Vec<gpu::LaunchPlan> {
+    strided::sample_plans()
+}

@@ -1,0 +1,31 @@
+//! The `memwall` binary as a user runs it.
+
+use std::process::Command;
+
+/// The binary under test: `MEMWALL_BIN` where the GPU bundle carried it to
+/// another machine, else the one cargo built.
+fn memwall() -> Command {
+    Command::new(std::env::var_os("MEMWALL_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_memwall").into()))
+}
+
+#[test]
+fn info_exits_zero_and_reports_the_build() {
+    let out = memwall().arg("info").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit {:?}: {text}", out.status);
+    assert!(text.contains(concat!("memwall ", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(text.contains("compute_80 (ISA 9.0)"), "{text}");
+    assert!(text.contains("strided_copy"), "{text}");
+    if memwall::gpu::driver_present() {
+        assert!(text.contains("CUDA driver"), "{text}");
+    } else {
+        assert!(text.contains("no CUDA driver: CPU only"), "{text}");
+    }
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let out = memwall().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frobnicate"));
+}
