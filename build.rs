@@ -60,7 +60,10 @@ fn main() {
                      or point NVCC / CUDA_HOME at an nvcc to compile the kernels at build time",
                     manifest::REGEN_COMMAND
                 );
-                panic!("{msg}");
+                // A plain message and exit code, not a panic: this is the
+                // user's fix to make, not a bug in the build script.
+                eprintln!("{msg}");
+                std::process::exit(1);
             }
             let text = fs::read_to_string(root.join("ptx/manifest")).expect("read ptx/manifest");
             let m = manifest::parse(&text).expect("ptx/manifest parses (checked above)");
@@ -68,6 +71,83 @@ fn main() {
         }
     };
     write_module_table(&out, &ptx_dir, &stems, &origin);
+    if env::var_os("CARGO_FEATURE_EMU").is_some() {
+        build_emulator(&root, &out, &ptx_dir, &stems);
+    }
+}
+
+/// The `.entry` names of a PTX file, in order.
+fn entry_names(ptx: &str) -> Vec<String> {
+    ptx.split(".entry ").skip(1).filter_map(|rest| rest.split('(').next()).map(|name| name.trim().to_string()).collect()
+}
+
+/// Compiles the CPU emulator (kernels/emu) and every kernel source for it
+/// into the static library `memwall_emu`, with one registry of entries.
+fn build_emulator(root: &Path, out: &Path, ptx_dir: &Path, stems: &[String]) {
+    let gen = out.join("emu");
+    fs::create_dir_all(&gen).expect("create OUT_DIR/emu");
+    let mut registry = String::from("#include \"memwall_emu/registry.h\"\n#include <string.h>\n");
+    let mut lookup = String::new();
+    let mut sources = Vec::new();
+    for stem in stems {
+        let ptx = fs::read_to_string(ptx_dir.join(format!("{stem}.ptx"))).expect("read PTX");
+        let entries = entry_names(&ptx);
+        let mut tu =
+            format!("#include {:?}\n#include \"memwall_emu/registry.h\"\n", root.join(format!("kernels/{stem}.cu")));
+        let _ = writeln!(tu, "static const memwall_emu::KernelEntry kEntries[] = {{");
+        for e in &entries {
+            let _ = writeln!(tu, "    MEMWALL_EMU_ENTRY({e}),");
+        }
+        let _ = writeln!(tu, "}};");
+        let _ = writeln!(
+            tu,
+            "extern \"C\" const memwall_emu::KernelEntry* memwall_emu_module_{stem}(unsigned* n) {{ *n = {}; return kEntries; }}",
+            entries.len()
+        );
+        let path = gen.join(format!("{stem}.cpp"));
+        fs::write(&path, tu).expect("write emulator TU");
+        sources.push(path);
+        let _ =
+            writeln!(registry, "extern \"C\" const memwall_emu::KernelEntry* memwall_emu_module_{stem}(unsigned*);");
+        let _ =
+            writeln!(lookup, "  if (strcmp(module, {stem:?}) == 0) return pick(memwall_emu_module_{stem}, kernel);");
+    }
+    let _ = write!(
+        registry,
+        "static const memwall_emu::KernelEntry* pick(const memwall_emu::KernelEntry* (*f)(unsigned*), const char* kernel) {{\n\
+         \x20 unsigned n = 0;\n  const memwall_emu::KernelEntry* e = f(&n);\n\
+         \x20 for (unsigned i = 0; i < n; ++i) if (strcmp(e[i].name, kernel) == 0) return &e[i];\n  return nullptr;\n}}\n\
+         extern \"C\" const memwall_emu::KernelEntry* memwall_emu_find(const char* module, const char* kernel) {{\n\
+         {lookup}  return nullptr;\n}}\n"
+    );
+    let reg_path = gen.join("registry.cpp");
+    fs::write(&reg_path, registry).expect("write emulator registry");
+    sources.push(reg_path);
+
+    let emu = root.join("kernels/emu");
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        .opt_level(2)
+        .define("MEMWALL_EMU", "1")
+        .include(emu.join("include"))
+        .include(root.join("kernels/include"))
+        .flag("-include")
+        .flag("memwall_emu/cuda_emu.h")
+        .flag("-fno-strict-aliasing")
+        .flag_if_supported("-Wno-unknown-pragmas")
+        .flag_if_supported("-Wno-unused-parameter")
+        .warnings(true)
+        .file(emu.join("runtime.cpp"))
+        .files(&sources);
+    let target_arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if target_arch != "x86_64" {
+        panic!("the kernel emulator's fiber switch is written for x86_64; target is {target_arch}");
+    }
+    build.compile("memwall_emu");
+    // The fiber switch is plain assembly, built without the C++ flags above.
+    cc::Build::new().file(emu.join("switch_x86_64.S")).compile("memwall_emu_switch");
 }
 
 /// nvcc from `NVCC`, `CUDA_HOME/bin/nvcc`, or the first `nvcc` on `PATH`.

@@ -91,6 +91,15 @@ pub enum Error {
         detail: String,
     },
 
+    /// The CPU emulator found a fault in a kernel (or could not run it).
+    #[error("emulator: {detail}")]
+    Emulator {
+        /// The kernel.
+        kernel: String,
+        /// What went wrong: kernel, block and thread, and the fault.
+        detail: String,
+    },
+
     /// An argument value a function cannot accept.
     #[error("invalid {what} = {value}: {reason}")]
     InvalidArgument {

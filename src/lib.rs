@@ -7,9 +7,12 @@
 //! [`Error::NoDriver`] on such a machine, and every kernel has a CPU path.
 //! See `docs/ARCHITECTURE.md` for the map of the code.
 
+#[cfg(feature = "emu")]
+pub mod emu;
 pub mod error;
 pub mod gpu;
 pub mod info;
+pub mod selftest;
 pub mod strided;
 
 pub use error::{Error, Result};
@@ -18,5 +21,7 @@ pub use error::{Error, Result};
 /// CUDA. Tests check each against the compiled `.entry` signature, and that
 /// no entry is left without one.
 pub fn sample_plans() -> Vec<gpu::LaunchPlan> {
-    strided::sample_plans()
+    let mut plans = strided::sample_plans();
+    plans.extend(selftest::sample_plans());
+    plans
 }

@@ -3,16 +3,9 @@
 #[path = "../build/manifest.rs"]
 mod manifest;
 
-use std::path::PathBuf;
+mod common;
 
-/// The repository root: the source tree at build time, or the current
-/// directory when the test binary was carried to another machine (the GPU
-/// bundle runs from a copy of the repository).
-fn root() -> Option<PathBuf> {
-    [PathBuf::from(env!("CARGO_MANIFEST_DIR")), std::env::current_dir().unwrap()]
-        .into_iter()
-        .find(|p| p.join("ptx/manifest").is_file() && p.join("kernels").is_dir())
-}
+use common::repo_root as root;
 
 #[test]
 fn committed_ptx_is_fresh() {

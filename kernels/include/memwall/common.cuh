@@ -11,6 +11,18 @@
 // readable; the Rust launch plans name them exactly.
 #define MEMWALL_KERNEL extern "C" __global__
 
+// Declares `T* name` pointing at the block's dynamic shared memory (the
+// launch plan's dynamic_smem_bytes), 16-byte aligned. A macro rather than
+// `extern __shared__`, so that the emulator can hand out a buffer that ends
+// at a guard page and so catch out-of-bounds accesses.
+#ifdef MEMWALL_EMU
+#define MEMWALL_DYNAMIC_SMEM(T, name) T* name = reinterpret_cast<T*>(::memwall_emu::dynamic_smem())
+#else
+#define MEMWALL_DYNAMIC_SMEM(T, name)                                 \
+  extern __shared__ __align__(16) unsigned char memwall_dyn_smem_[]; \
+  T* name = reinterpret_cast<T*>(memwall_dyn_smem_)
+#endif
+
 namespace memwall {
 
 // A 16-byte word for vectorised copies (same size and alignment as uint4).

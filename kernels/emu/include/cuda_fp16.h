@@ -1,0 +1,3 @@
+// Stand-in for CUDA's cuda_fp16.h when kernels are compiled for the emulator.
+#pragma once
+#include "memwall_emu/half_types.h"

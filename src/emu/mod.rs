@@ -1,0 +1,195 @@
+//! The CPU kernel emulator: runs the unmodified `kernels/*.cu` on the CPU with
+//! CUDA semantics, through the same [`LaunchPlan`] the CUDA executor runs.
+//!
+//! The kernels are compiled by g++ with the headers in `kernels/emu/include`
+//! (cargo feature `emu`). Blocks run on a pool of CPU threads; the threads of
+//! a block are cooperative fibers; barriers, warp shuffles and votes, and the
+//! tensor-core and async-copy primitives of `kernels/include/memwall/prim`
+//! behave as the PTX ISA specifies. Faults a GPU would hide or crash on come
+//! back as [`Error::Emulator`] naming the kernel, block and thread: barrier
+//! divergence, warp collectives whose masks disagree with the lanes calling
+//! them, deadlock, dynamic shared memory out of bounds, stack overflow.
+
+mod ffi;
+
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Access, KernelArg, LaunchPlan};
+
+/// A host buffer bound to one slot of a plan.
+pub enum HostBind<'a> {
+    /// For a slot the kernel only reads.
+    Read(&'a [u8]),
+    /// For a slot the kernel writes.
+    Write(&'a mut [u8]),
+}
+
+impl<'a> HostBind<'a> {
+    /// Binds a typed slice read-only.
+    pub fn read<T: bytemuck::Pod>(s: &'a [T]) -> Self {
+        HostBind::Read(bytemuck::cast_slice(s))
+    }
+
+    /// Binds a typed slice writable.
+    pub fn write<T: bytemuck::Pod>(s: &'a mut [T]) -> Self {
+        HostBind::Write(bytemuck::cast_slice_mut(s))
+    }
+
+    fn range(&mut self) -> (*mut u8, usize) {
+        match self {
+            // The kernel only reads a Read slot (checked against the plan), so
+            // the pointer's mutability is never used.
+            HostBind::Read(s) => (s.as_ptr().cast_mut(), s.len()),
+            HostBind::Write(s) => (s.as_mut_ptr(), s.len()),
+        }
+    }
+}
+
+/// Runs launch plans on the CPU.
+#[derive(Debug, Clone)]
+pub struct Emulator {
+    workers: usize,
+}
+
+impl Default for Emulator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The value of one kernel argument, stored with its C type.
+enum ArgValue {
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+}
+
+impl ArgValue {
+    fn ptr(&mut self) -> *mut c_void {
+        match self {
+            ArgValue::U32(v) => (v as *mut u32).cast(),
+            ArgValue::I32(v) => (v as *mut i32).cast(),
+            ArgValue::U64(v) => (v as *mut u64).cast(),
+            ArgValue::I64(v) => (v as *mut i64).cast(),
+            ArgValue::F32(v) => (v as *mut f32).cast(),
+            ArgValue::F64(v) => (v as *mut f64).cast(),
+        }
+    }
+}
+
+impl Emulator {
+    /// An emulator that runs blocks on as many CPU threads as there are cores.
+    pub fn new() -> Self {
+        Emulator { workers: std::thread::available_parallelism().map_or(1, |n| n.get()) }
+    }
+
+    /// An emulator that runs blocks on `workers` CPU threads (1 runs blocks in
+    /// order, which makes runs reproducible for kernels with global atomics).
+    pub fn with_workers(workers: usize) -> Self {
+        Emulator { workers: workers.max(1) }
+    }
+
+    /// Runs `plan` with `buffers[i]` bound to slot `i`, after the same checks
+    /// as the CUDA executor: plan consistency, the PTX signature, and each
+    /// buffer's access, length and alignment. The C++ signature of the
+    /// emulated kernel is checked too.
+    pub fn launch(&self, plan: &LaunchPlan, buffers: &mut [HostBind<'_>]) -> Result<()> {
+        plan.validate()?;
+        plan.check_signature()?;
+        let err = |detail: String| Error::Emulator { kernel: plan.kernel.to_string(), detail };
+        if buffers.len() != plan.buffers.len() {
+            return Err(Error::InvalidLaunch {
+                kernel: plan.kernel.to_string(),
+                detail: format!("{} buffers bound, the plan declares {}", buffers.len(), plan.buffers.len()),
+            });
+        }
+        let mut addrs = Vec::with_capacity(buffers.len());
+        for (slot, (bind, want)) in buffers.iter_mut().zip(&plan.buffers).enumerate() {
+            let bad = |detail: String| Error::BufferBinding {
+                kernel: plan.kernel.to_string(),
+                slot,
+                name: want.name,
+                detail,
+            };
+            if want.access == Access::Write && matches!(bind, HostBind::Read(_)) {
+                return Err(bad("the kernel writes it, but it was bound read-only".into()));
+            }
+            let (ptr, len) = bind.range();
+            if (len as u64) < want.min_bytes {
+                return Err(bad(format!("{len} bytes bound, the plan needs {}", want.min_bytes)));
+            }
+            if ptr as u64 % want.align != 0 {
+                return Err(bad(format!("address {ptr:p} is not {}-byte aligned", want.align)));
+            }
+            addrs.push(ptr as u64);
+        }
+
+        let module = CString::new(plan.module).map_err(|_| err("module name contains NUL".into()))?;
+        let kernel = CString::new(plan.kernel).map_err(|_| err("kernel name contains NUL".into()))?;
+        // SAFETY: both arguments are valid NUL-terminated strings for the
+        // duration of the call; the registry only compares them.
+        let entry = unsafe { ffi::memwall_emu_find(module.as_ptr(), kernel.as_ptr()) };
+        if entry.is_null() {
+            return Err(Error::UnknownKernel { module: plan.module.to_string(), kernel: plan.kernel.to_string() });
+        }
+        // SAFETY: a non-null entry points into the registry's static table,
+        // whose `param_sizes` has `param_count` elements.
+        let sizes = unsafe { std::slice::from_raw_parts((*entry).param_sizes, (*entry).param_count as usize) };
+        if sizes.len() != plan.args.len() || sizes.iter().zip(&plan.args).any(|(&s, a)| s as usize != a.size()) {
+            return Err(err(format!(
+                "C++ parameter sizes {sizes:?} differ from the plan's {:?}",
+                plan.args.iter().map(KernelArg::size).collect::<Vec<_>>()
+            )));
+        }
+
+        let mut values: Vec<ArgValue> = plan
+            .args
+            .iter()
+            .map(|a| match *a {
+                KernelArg::Buffer { slot, offset } => ArgValue::U64(addrs[slot] + offset),
+                KernelArg::U32(v) => ArgValue::U32(v),
+                KernelArg::I32(v) => ArgValue::I32(v),
+                KernelArg::U64(v) => ArgValue::U64(v),
+                KernelArg::I64(v) => ArgValue::I64(v),
+                KernelArg::F32(v) => ArgValue::F32(v),
+                KernelArg::F64(v) => ArgValue::F64(v),
+            })
+            .collect();
+        let args: Vec<*mut c_void> = values.iter_mut().map(ArgValue::ptr).collect();
+        let grid = [plan.grid.x, plan.grid.y, plan.grid.z];
+        let block = [plan.block.x, plan.block.y, plan.block.z];
+        let mut msg = vec![0 as c_char; 1024];
+        let workers = u32::try_from(self.workers).unwrap_or(u32::MAX);
+        // SAFETY: `entry` is a registry entry whose parameter sizes equal the
+        // plan's (checked above), and `args` holds one pointer per parameter
+        // to a value of that size, alive until the call returns. Every
+        // pointer argument is the address of a bound buffer with the
+        // declared access, length and alignment (checked above), which the
+        // caller's borrows keep alive and unaliased for the call; the plan's
+        // builder sized `min_bytes` from the kernel's access pattern. `grid`
+        // and `block` have 3 elements; `msg` has `msg.len()` bytes.
+        let rc = unsafe {
+            ffi::memwall_emu_launch(
+                entry,
+                grid.as_ptr(),
+                block.as_ptr(),
+                plan.dynamic_smem_bytes as usize,
+                args.as_ptr(),
+                workers,
+                msg.as_mut_ptr(),
+                msg.len(),
+            )
+        };
+        if rc != 0 {
+            // SAFETY: the runtime wrote a NUL-terminated message into `msg`
+            // (snprintf truncates to the buffer and terminates).
+            let text = unsafe { CStr::from_ptr(msg.as_ptr()) }.to_string_lossy().into_owned();
+            return Err(err(text));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,102 @@
+//! The self-test kernels on a real GPU and on the emulator, compared byte for
+//! byte. Skips without a driver (fails under MEMWALL_REQUIRE_GPU=1).
+//!
+//! mma.sync is compared bit-exactly on inputs whose products and sums are
+//! exact in f32 (small integers times powers of two), where any rounding
+//! order gives the same result; on random inputs, within 2 ulp, since tensor
+//! cores may round their internal sums differently from the emulator.
+
+use half::{bf16, f16};
+use memwall::emu::{Emulator, HostBind};
+use memwall::gpu::{gpu_or_skip, Bind, Gpu, LaunchPlan};
+use memwall::selftest::*;
+
+/// Runs `plan` on the GPU and the emulator with the same inputs; returns the
+/// output bytes of both. `inputs` fill the read slots in order, the output
+/// (last slot) starts as `out_len` bytes of 0x5A.
+fn both(gpu: &Gpu, plan: &LaunchPlan, inputs: &[&[u8]], out_len: usize) -> (Vec<u8>, Vec<u8>) {
+    let stream = gpu.new_stream().unwrap();
+    let dev_in: Vec<_> = inputs.iter().map(|b| stream.clone_htod(*b).unwrap()).collect();
+    let mut dev_out = stream.clone_htod(&vec![0x5Au8; out_len]).unwrap();
+    let mut binds: Vec<Bind> = dev_in.iter().map(|b| Bind::Read(b)).collect();
+    binds.push(Bind::Write(&mut dev_out));
+    gpu.launch(plan, &stream, &mut binds).unwrap();
+    let on_gpu = stream.clone_dtoh(&dev_out).unwrap();
+
+    let host_in: Vec<Vec<u128>> = inputs.iter().map(|b| aligned(b)).collect();
+    let mut host_out = aligned(&vec![0x5Au8; out_len]);
+    let mut hb: Vec<HostBind> = host_in.iter().map(|b| HostBind::read(b)).collect();
+    hb.push(HostBind::write(&mut host_out));
+    Emulator::new().launch(plan, &mut hb).unwrap();
+    let on_emu = bytemuck::cast_slice::<u128, u8>(&host_out)[..out_len].to_vec();
+    (on_gpu, on_emu)
+}
+
+fn aligned(bytes: &[u8]) -> Vec<u128> {
+    let mut v = vec![0u128; bytes.len().div_ceil(16).max(1)];
+    bytemuck::cast_slice_mut::<u128, u8>(&mut v)[..bytes.len()].copy_from_slice(bytes);
+    v
+}
+
+fn bytes<T: bytemuck::Pod>(v: &[T]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+#[test]
+fn gpu_conformance_shuffles_votes_barriers() {
+    let Some(gpu) = gpu_or_skip("gpu_conformance_shuffles_votes_barriers") else { return };
+    let input: Vec<i32> = (0..128).map(|i| i * 7 + 1).collect();
+    for mode in [Shfl::Idx, Shfl::Up, Shfl::Down, Shfl::Xor] {
+        for width in [1, 4, 8, 32] {
+            for b in [0, 1, 5, 17, 33] {
+                let (g, e) = both(&gpu, &shfl_plan(4, mode, b, width), &[bytes(&input)], 512);
+                assert_eq!(g, e, "{mode:?} b={b} width={width}");
+            }
+        }
+    }
+    let pred: Vec<i32> = (0..128).map(|i| ((i * 5) % 3 == 0) as i32).collect();
+    let (g, e) = both(&gpu, &vote_plan(4), &[bytes(&pred)], 64);
+    assert_eq!(g, e, "votes");
+    let values: Vec<f32> = (0..256 * 16).map(|i| ((i * 7919) % 1000) as f32 * 0.37 - 150.0).collect();
+    let (g, e) = both(&gpu, &block_sum_plan(16), &[bytes(&values)], 64);
+    assert_eq!(g, e, "block sums");
+}
+
+#[test]
+fn gpu_conformance_ldmatrix_cp_async() {
+    let Some(gpu) = gpu_or_skip("gpu_conformance_ldmatrix_cp_async") else { return };
+    let src: Vec<u16> = (0..256).map(|i| (i * 37 + 5) as u16).collect();
+    for count in [1, 2, 4] {
+        for trans in [false, true] {
+            let (g, e) = both(&gpu, &ldmatrix_plan(count, trans), &[bytes(&src)], 512);
+            assert_eq!(g, e, "ldmatrix x{count} trans={trans}");
+        }
+    }
+    let words: Vec<u32> = (0..256).map(|i| i * 3 + 1).collect();
+    let (g, e) = both(&gpu, &cp_async_plan(), &[bytes(&words)], 1536);
+    assert_eq!(g, e, "cp.async");
+}
+
+#[test]
+fn gpu_conformance_mma() {
+    let Some(gpu) = gpu_or_skip("gpu_conformance_mma") else { return };
+    for bf in [false, true] {
+        let enc = |x: f32| if bf { bf16::from_f32(x).to_bits() } else { f16::from_f32(x).to_bits() };
+        // Exact case: small integers, every partial sum representable.
+        let a: Vec<u16> = (0..256).map(|i| enc(((i * 5) % 9) as f32 - 4.0)).collect();
+        let b: Vec<u16> = (0..128).map(|i| enc(((i * 3) % 7) as f32 - 3.0)).collect();
+        let c: Vec<f32> = (0..128).map(|i| (i % 11) as f32 - 5.0).collect();
+        let (g, e) = both(&gpu, &mma_plan(bf), &[bytes(&a), bytes(&b), bytes(&c)], 512);
+        assert_eq!(g, e, "mma exact, bf16={bf}");
+        // Random case: within 2 ulp.
+        let a: Vec<u16> = (0..256).map(|i| enc(((i * 7919) % 2001) as f32 / 1000.0 - 1.0)).collect();
+        let b: Vec<u16> = (0..128).map(|i| enc(((i * 104_729) % 2001) as f32 / 1000.0 - 1.0)).collect();
+        let c: Vec<f32> = (0..128).map(|i| ((i * 31) % 17) as f32 / 8.0 - 1.0).collect();
+        let (g, e) = both(&gpu, &mma_plan(bf), &[bytes(&a), bytes(&b), bytes(&c)], 512);
+        let (g, e): (&[f32], &[f32]) = (bytemuck::cast_slice(&g), bytemuck::cast_slice(&e));
+        for (i, (x, y)) in g.iter().zip(e).enumerate() {
+            let ulps = (x.to_bits() as i64 - y.to_bits() as i64).abs();
+            assert!(ulps <= 2, "mma random bf16={bf} element {i}: gpu {x} emu {y} ({ulps} ulp)");
+        }
+    }
+}
