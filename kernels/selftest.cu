@@ -4,6 +4,9 @@
 // The `bad_*` kernels break a rule on purpose; only the emulator runs them,
 // to check that it reports the fault.
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include "memwall/common.cuh"
 #include "memwall/prim/cp_async.cuh"
 #include "memwall/prim/ldmatrix.cuh"
@@ -178,4 +181,30 @@ MEMWALL_KERNEL void memwall_selftest_bad(int* out, int mode) {
       break;
   }
   out[threadIdx.x] = v;
+}
+
+// Grid-wide atomics: every thread adds its input to hist[in % 16] (u32) and
+// to sums[0] (f32), and raises maxima[0] (u32). Inputs are small integers,
+// so the float sum is exact in any order.
+MEMWALL_KERNEL void memwall_selftest_atomics(const unsigned* in, unsigned* hist, float* sums, unsigned* maxima,
+                                             unsigned n) {
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < n) {
+    const unsigned v = in[t];
+    atomicAdd(&hist[v % 16], 1u);
+    atomicAdd(&sums[0], static_cast<float>(v));
+    atomicMax(&maxima[0], v);
+  }
+}
+
+// Conversions: for each f32 input, its f16 and bf16 (round to nearest even)
+// and the values those convert back to.
+MEMWALL_KERNEL void memwall_selftest_convert(const float* in, __half* h, __nv_bfloat16* b, float* back, unsigned n) {
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < n) {
+    h[t] = __float2half_rn(in[t]);
+    b[t] = __float2bfloat16_rn(in[t]);
+    back[2 * t] = __half2float(h[t]);
+    back[2 * t + 1] = __bfloat162float(b[t]);
+  }
 }

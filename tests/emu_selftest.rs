@@ -219,3 +219,74 @@ fn many_blocks_on_many_workers() {
         }
     }
 }
+
+#[test]
+fn atomics_across_blocks_and_workers() {
+    let n = 5000u32;
+    let input: Vec<u32> = (0..n).map(|i| (i * 7919) % 1000).collect();
+    for workers in [1, 2, 3] {
+        let (mut hist, mut sums, mut maxima) = (vec![0u32; 16], vec![0f32; 1], vec![0u32; 1]);
+        Emulator::with_workers(workers)
+            .launch(
+                &atomics_plan(n),
+                &mut [
+                    HostBind::read(&input),
+                    HostBind::write(&mut hist),
+                    HostBind::write(&mut sums),
+                    HostBind::write(&mut maxima),
+                ],
+            )
+            .unwrap();
+        for (bin, &count) in hist.iter().enumerate() {
+            assert_eq!(count as usize, input.iter().filter(|&&v| v as usize % 16 == bin).count(), "bin {bin}");
+        }
+        assert_eq!(sums[0], input.iter().map(|&v| v as f32).sum::<f32>());
+        assert_eq!(maxima[0], *input.iter().max().unwrap());
+    }
+}
+
+#[test]
+fn half_conversions_round_to_nearest_even() {
+    let mut rng = Rng(3);
+    let mut input: Vec<f32> = (0..4000).map(|_| f32::from_bits(rng.next() as u32)).collect();
+    // Edge cases: ties, overflow thresholds, subnormals, signed zero, infinities.
+    input.extend([
+        65504.0,
+        65519.99,
+        65520.0,
+        1e9,
+        -1e9,
+        5.960_464_5e-8,
+        2.980_232_2e-8,
+        2.980_233e-8,
+        1e-10,
+        -0.0,
+        0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1.0 + 1.0 / 2048.0,
+        1.0 + 3.0 / 2048.0,
+        1.0 + 1.0 / 256.0,
+        3.0e38,
+        f32::MIN_POSITIVE,
+        6.097_555e-5,
+    ]);
+    let n = input.len();
+    let (mut h, mut b, mut back) = (vec![0u16; n], vec![0u16; n], vec![0f32; 2 * n]);
+    emu()
+        .launch(
+            &convert_plan(n as u32),
+            &mut [HostBind::read(&input), HostBind::write(&mut h), HostBind::write(&mut b), HostBind::write(&mut back)],
+        )
+        .unwrap();
+    for (i, &x) in input.iter().enumerate() {
+        if x.is_nan() {
+            assert_eq!((h[i], b[i]), (0x7fff, 0x7fff), "NaN {:#x} becomes the canonical NaN", x.to_bits());
+            continue;
+        }
+        assert_eq!(h[i], f16::from_f32(x).to_bits(), "f16 of {x:e} ({:#x})", x.to_bits());
+        assert_eq!(b[i], bf16::from_f32(x).to_bits(), "bf16 of {x:e} ({:#x})", x.to_bits());
+        assert_eq!(back[2 * i].to_bits(), f16::from_bits(h[i]).to_f32().to_bits());
+        assert_eq!(back[2 * i + 1].to_bits(), bf16::from_bits(b[i]).to_f32().to_bits());
+    }
+}

@@ -78,6 +78,46 @@ fn gpu_conformance_ldmatrix_cp_async() {
 }
 
 #[test]
+fn gpu_conformance_conversions() {
+    let Some(gpu) = gpu_or_skip("gpu_conformance_conversions") else { return };
+    let mut x = 0x9E37_79B9u32;
+    let input: Vec<f32> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            f32::from_bits(x)
+        })
+        .collect();
+    let n = input.len() as u32;
+    // Three output buffers, so this test binds them itself rather than via `both`.
+    let stream = gpu.new_stream().unwrap();
+    let dev_in = stream.clone_htod(&input).unwrap();
+    let mut dh = stream.alloc_zeros::<u16>(input.len()).unwrap();
+    let mut db = stream.alloc_zeros::<u16>(input.len()).unwrap();
+    let mut dback = stream.alloc_zeros::<f32>(2 * input.len()).unwrap();
+    gpu.launch(
+        &convert_plan(n),
+        &stream,
+        &mut [Bind::Read(&dev_in), Bind::Write(&mut dh), Bind::Write(&mut db), Bind::Write(&mut dback)],
+    )
+    .unwrap();
+    let (gh, gb, gback) =
+        (stream.clone_dtoh(&dh).unwrap(), stream.clone_dtoh(&db).unwrap(), stream.clone_dtoh(&dback).unwrap());
+    let (mut h, mut b, mut back) = (vec![0u16; input.len()], vec![0u16; input.len()], vec![0f32; 2 * input.len()]);
+    Emulator::new()
+        .launch(
+            &convert_plan(n),
+            &mut [HostBind::read(&input), HostBind::write(&mut h), HostBind::write(&mut b), HostBind::write(&mut back)],
+        )
+        .unwrap();
+    assert_eq!(gh, h, "f16 bits");
+    assert_eq!(gb, b, "bf16 bits");
+    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&gback), bits(&back), "round trips");
+}
+
+#[test]
 fn gpu_conformance_mma() {
     let Some(gpu) = gpu_or_skip("gpu_conformance_mma") else { return };
     for bf in [false, true] {

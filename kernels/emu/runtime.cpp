@@ -70,12 +70,54 @@ struct GuardedRegion {
     if (map) munmap(map, map_bytes);
     map = nullptr;
   }
+  GuardedRegion() = default;
+  GuardedRegion(const GuardedRegion&) = delete;
+  GuardedRegion& operator=(const GuardedRegion&) = delete;
+  GuardedRegion(GuardedRegion&& o) noexcept { *this = std::move(o); }
+  GuardedRegion& operator=(GuardedRegion&& o) noexcept {
+    if (this != &o) {
+      release();
+      map = o.map;
+      map_bytes = o.map_bytes;
+      usable = o.usable;
+      usable_bytes = o.usable_bytes;
+      guard = o.guard;
+      o.map = nullptr;
+    }
+    return *this;
+  }
   bool in_guard(const void* p) const {
     auto a = static_cast<const unsigned char*>(p);
     return map && a >= guard && a < guard + page_size();
   }
   ~GuardedRegion() { release(); }
 };
+
+// Fiber stacks outlive launches: mapping and protecting 1024 stacks costs
+// ~10 ms, far more than most test kernels run. Released stacks return here.
+struct StackPool {
+  std::mutex lock;
+  std::vector<GuardedRegion> free;
+  static constexpr size_t kMaxFree = 4096;
+} g_stack_pool;
+
+bool acquire_stack(GuardedRegion& r) {
+  {
+    std::lock_guard<std::mutex> guard(g_stack_pool.lock);
+    if (!g_stack_pool.free.empty()) {
+      r = std::move(g_stack_pool.free.back());
+      g_stack_pool.free.pop_back();
+      return true;
+    }
+  }
+  return r.allocate(kStackBytes, /*guard_below=*/true);
+}
+
+void release_stack(GuardedRegion& r) {
+  if (!r.map) return;
+  std::lock_guard<std::mutex> guard(g_stack_pool.lock);
+  if (g_stack_pool.free.size() < StackPool::kMaxFree) g_stack_pool.free.push_back(std::move(r));
+}
 
 struct AsyncCopy {
   void* dst;
@@ -460,8 +502,14 @@ void run_worker(Grid& g) {
   };
 
   w.fibers.resize(w.fiber_count);
+  struct ReturnStacks {
+    Worker& w;
+    ~ReturnStacks() {
+      for (Fiber& f : w.fibers) release_stack(f.stack);
+    }
+  } return_stacks{w};
   for (Fiber& f : w.fibers) {
-    if (!f.stack.allocate(kStackBytes, /*guard_below=*/true)) {
+    if (!acquire_stack(f.stack)) {
       w.failed = true;
       w.error = std::string("cannot map emulated thread stacks: ") + strerror(errno);
       report(0);

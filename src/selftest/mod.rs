@@ -241,6 +241,35 @@ pub fn bad_plan(rule: Bad, threads: u32) -> LaunchPlan {
     )
 }
 
+/// Grid-wide atomics over `n` inputs (`u32`): `hist` (16 x `u32`) counts
+/// `in % 16`, `sums` (1 x `f32`) adds the inputs, `maxima` (1 x `u32`) keeps
+/// the largest. Outputs must start zeroed.
+pub fn atomics_plan(n: u32) -> LaunchPlan {
+    let n64 = u64::from(n);
+    plan(
+        "memwall_selftest_atomics",
+        n.div_ceil(128).max(1),
+        128,
+        0,
+        vec![buf(0), buf(1), buf(2), buf(3), KernelArg::U32(n)],
+        vec![read("in", n64 * 4, 4), write("hist", 64, 4), write("sums", 4, 4), write("maxima", 4, 4)],
+    )
+}
+
+/// For `n` f32 inputs: f16 and bf16 bits (round to nearest even), and in
+/// `back` (2n x `f32`) each converted back.
+pub fn convert_plan(n: u32) -> LaunchPlan {
+    let n64 = u64::from(n);
+    plan(
+        "memwall_selftest_convert",
+        n.div_ceil(128).max(1),
+        128,
+        0,
+        vec![buf(0), buf(1), buf(2), buf(3), KernelArg::U32(n)],
+        vec![read("in", n64 * 4, 4), write("h", n64 * 2, 2), write("b", n64 * 2, 2), write("back", n64 * 8, 4)],
+    )
+}
+
 /// One plan per self-test entry, for the signature tests.
 pub(crate) fn sample_plans() -> Vec<LaunchPlan> {
     vec![
@@ -252,5 +281,7 @@ pub(crate) fn sample_plans() -> Vec<LaunchPlan> {
         cp_async_plan(),
         smem_index_plan(64, 3),
         bad_plan(Bad::DivergentBarrier, 32),
+        atomics_plan(1),
+        convert_plan(1),
     ]
 }
