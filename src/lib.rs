@@ -7,6 +7,7 @@
 //! [`Error::NoDriver`] on such a machine, and every kernel has a CPU path.
 //! See `docs/ARCHITECTURE.md` for the map of the code.
 
+pub mod datatype;
 #[cfg(feature = "emu")]
 pub mod emu;
 pub mod error;
@@ -22,6 +23,7 @@ pub use error::{Error, Result};
 /// no entry is left without one.
 pub fn sample_plans() -> Vec<gpu::LaunchPlan> {
     let mut plans = strided::sample_plans();
+    plans.extend(datatype::sample_plans());
     plans.extend(selftest::sample_plans());
     plans
 }

@@ -66,6 +66,7 @@ enum ArgValue {
     I64(i64),
     F32(f32),
     F64(f64),
+    Blob([u64; 16]),
 }
 
 impl ArgValue {
@@ -77,6 +78,7 @@ impl ArgValue {
             ArgValue::I64(v) => (v as *mut i64).cast(),
             ArgValue::F32(v) => (v as *mut f32).cast(),
             ArgValue::F64(v) => (v as *mut f64).cast(),
+            ArgValue::Blob(v) => v.as_mut_ptr().cast(),
         }
     }
 }
@@ -157,6 +159,7 @@ impl Emulator {
                 KernelArg::I64(v) => ArgValue::I64(v),
                 KernelArg::F32(v) => ArgValue::F32(v),
                 KernelArg::F64(v) => ArgValue::F64(v),
+                KernelArg::Blob(b) => ArgValue::Blob(*b.words()),
             })
             .collect();
         let args: Vec<*mut c_void> = values.iter_mut().map(ArgValue::ptr).collect();

@@ -67,6 +67,7 @@ enum ArgValue {
     I64(i64),
     F32(f32),
     F64(f64),
+    Blob([u64; 16]),
 }
 
 impl Gpu {
@@ -138,6 +139,7 @@ impl Gpu {
                 KernelArg::I64(v) => ArgValue::I64(v),
                 KernelArg::F32(v) => ArgValue::F32(v),
                 KernelArg::F64(v) => ArgValue::F64(v),
+                KernelArg::Blob(b) => ArgValue::Blob(*b.words()),
             })
             .collect();
         let mut builder = stream.launch_builder(&func);
@@ -149,6 +151,9 @@ impl Gpu {
                 ArgValue::I64(v) => builder.arg(v),
                 ArgValue::F32(v) => builder.arg(v),
                 ArgValue::F64(v) => builder.arg(v),
+                // The kernel reads the blob's first `len` bytes (its
+                // signature's size, checked above) from this storage.
+                ArgValue::Blob(v) => builder.arg(v),
             };
         }
         let cfg = LaunchConfig {

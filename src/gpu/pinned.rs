@@ -1,6 +1,6 @@
 //! Page-locked host memory, in the three flavours memwall uses.
 
-use cudarc::driver::{sys, DeviceRepr, PinnedHostSlice, ValidAsZeroBits};
+use cudarc::driver::{sys, CudaStream, DeviceRepr, PinnedHostSlice, SyncOnDrop, ValidAsZeroBits};
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
@@ -123,5 +123,36 @@ impl<T: ValidAsZeroBits> PinnedBuffer<T> {
             .result()
             .map_err(|e| Error::driver("cuMemHostGetDevicePointer", e))?;
         Ok(dev)
+    }
+}
+
+/// A mapped pinned buffer seen from the device: kernels read and write host
+/// memory through it. Made by [`PinnedBuffer::mapped_view`].
+#[derive(Debug)]
+pub struct MappedView<'a> {
+    addr: sys::CUdeviceptr,
+    bytes: usize,
+    _buffer: std::marker::PhantomData<&'a mut ()>,
+}
+
+impl<T: ValidAsZeroBits> PinnedBuffer<T> {
+    /// The device's view of a [`PinnedKind::Mapped`] buffer, borrowing it
+    /// mutably so the host cannot touch it meanwhile. Synchronize the stream
+    /// a kernel used it on before reading the buffer on the host.
+    pub fn mapped_view(&mut self) -> Result<MappedView<'_>> {
+        let addr = self.device_address()?;
+        Ok(MappedView { addr, bytes: self.len() * std::mem::size_of::<T>(), _buffer: std::marker::PhantomData })
+    }
+}
+
+impl crate::gpu::DeviceRead for MappedView<'_> {
+    fn read_range<'a>(&'a self, _stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
+        (self.addr, self.bytes, SyncOnDrop::Sync(None))
+    }
+}
+
+impl crate::gpu::DeviceWrite for MappedView<'_> {
+    fn write_range<'a>(&'a mut self, _stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
+        (self.addr, self.bytes, SyncOnDrop::Sync(None))
     }
 }

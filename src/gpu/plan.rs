@@ -91,6 +91,45 @@ pub enum KernelArg {
     F32(f32),
     /// `double`.
     F64(f64),
+    /// A struct passed by value (`.param .align 8 .b8 name[len]`), up to 128 bytes.
+    Blob(Blob),
+}
+
+/// The bytes of a by-value struct argument, 8-byte aligned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blob {
+    words: [u64; 16],
+    len: u8,
+}
+
+impl Blob {
+    /// The most bytes a blob holds.
+    pub const MAX_BYTES: usize = 128;
+
+    /// A blob holding `words` (at most 16), as the struct's 8-byte fields.
+    pub fn from_words(words: &[u64]) -> Option<Self> {
+        if words.len() > 16 {
+            return None;
+        }
+        let mut w = [0u64; 16];
+        w[..words.len()].copy_from_slice(words);
+        Some(Blob { words: w, len: (words.len() * 8) as u8 })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        usize::from(self.len)
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The storage, at least `len()` bytes, 8-byte aligned.
+    pub fn words(&self) -> &[u64; 16] {
+        &self.words
+    }
 }
 
 impl KernelArg {
@@ -99,6 +138,7 @@ impl KernelArg {
         match self {
             KernelArg::U32(_) | KernelArg::I32(_) | KernelArg::F32(_) => 4,
             KernelArg::Buffer { .. } | KernelArg::U64(_) | KernelArg::I64(_) | KernelArg::F64(_) => 8,
+            KernelArg::Blob(b) => b.len(),
         }
     }
 
