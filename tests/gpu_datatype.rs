@@ -13,7 +13,8 @@ fn types() -> Vec<Datatype> {
         dbl.subarray(&[64, 64, 64], &[32, 32, 16], &[8, 8, 8], Order::C).unwrap(),
         int.subarray(&[100, 90], &[40, 30], &[10, 20], Order::Fortran).unwrap(),
         int.indexed(&[3, 1, 2, 7], &[0, 5, 9, 40]).unwrap(),
-        Datatype::structure(&[2, 1], &[0, 24], &[int.clone(), dbl.vector(3, 1, 2).unwrap()], StructPadding::None).unwrap(),
+        Datatype::structure(&[2, 1], &[0, 24], &[int.clone(), dbl.vector(3, 1, 2).unwrap()], StructPadding::None)
+            .unwrap(),
         Datatype::byte().vector(5000, 3, 5).unwrap(),
     ]
 }
