@@ -186,10 +186,15 @@ impl Committed {
 
         let layout = fold_dims(layout, PACK_MAX_DIMS)?;
         let dims = PackDims::new(&layout.dims).expect("folded to PACK_MAX_DIMS dims");
+        // The typed pointer goes to the lowest segment start, never past the
+        // data (all of a type's data may lie before its origin), and the
+        // table's offsets are relative to it.
+        let seg_lo = layout.segments.iter().map(|s| s.offset).min().unwrap_or(0);
+        let typed_start = (i128::from(origin) + i128::from(seg_lo)) as u64; // >= origin + lo >= 0
         let mut table = Vec::with_capacity(layout.segments.len() * 24);
         let mut packed = 0u64;
         for s in &layout.segments {
-            table.extend_from_slice(&s.offset.to_le_bytes());
+            table.extend_from_slice(&(s.offset - seg_lo).to_le_bytes());
             table.extend_from_slice(&s.len.to_le_bytes());
             table.extend_from_slice(&packed.to_le_bytes());
             packed += s.len;
@@ -203,7 +208,7 @@ impl Committed {
             block: Dim3::x(BLOCK_THREADS),
             dynamic_smem_bytes: 0,
             args: vec![
-                KernelArg::Buffer { slot: 0, offset: origin },
+                KernelArg::Buffer { slot: 0, offset: typed_start },
                 KernelArg::Buffer { slot: 1, offset: position },
                 KernelArg::Buffer { slot: 2, offset: 0 },
                 KernelArg::U64(nsegs.max(1)),
@@ -213,7 +218,7 @@ impl Committed {
                 unpack,
             ],
             buffers: vec![
-                BufferUse { name: "typed", access: typed_access, min_bytes: typed_need.max(origin), align: 1 },
+                BufferUse { name: "typed", access: typed_access, min_bytes: typed_need.max(typed_start), align: 1 },
                 BufferUse { name: "packed", access: dense_access, min_bytes: dense_need, align: 1 },
                 BufferUse { name: "segments", access: Access::Read, min_bytes: table.len() as u64, align: 8 },
             ],

@@ -358,3 +358,27 @@ fn emulated_kernels_cover_every_word_size_and_the_segment_table() {
         assert_eq!(got, &want[..], "{kernel}");
     }
 }
+
+#[cfg(feature = "emu")]
+#[test]
+fn emulated_kernels_handle_data_entirely_before_the_origin() {
+    // Found by the property test: every byte of these types lies at a
+    // negative displacement, so the typed pointer must not be placed at
+    // the origin (past the end of the data).
+    let emu = crate::emu::Emulator::new();
+    for t in [
+        int().hindexed(&[1, 1, 1], &[-20, -10, -8]).unwrap(), // segment kernel, data ends 4 bytes before the origin
+        int().hindexed(&[1], &[-20]).unwrap(),                // strided kernel
+        int().vector(3, 1, -2).unwrap().resized(0, 4).unwrap().hindexed(&[1], &[-8]).unwrap(),
+    ] {
+        let c = Committed::new(&t).unwrap();
+        for count in [1, 2] {
+            let (src, origin) = buffer_for(&c, count);
+            let mut want = vec![0u8; c.pack_size(count).unwrap()];
+            c.pack(&src, origin, count, &mut want, &mut 0).unwrap();
+            let mut got = vec![0u8; want.len()];
+            c.pack_emu(&emu, &src, origin as u64, count, &mut got, &mut 0).unwrap();
+            assert_eq!(got, want, "{t:?} x {count}");
+        }
+    }
+}
