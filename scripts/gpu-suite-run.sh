@@ -75,4 +75,12 @@ if ((bench)); then
       "$out/bench-$name.log"
   done
 fi
+if ((bench)) && [[ -d scripts/bench ]]; then
+  echo
+  echo "PyTorch on this GPU, same shapes (scripts/bench/*.py):"
+  for py in scripts/bench/*.py; do
+    echo "--- $py"
+    python3 "$py" 2>&1 | tee "$out/torch-$(basename "$py" .py).log"
+  done
+fi
 exit $failed_any

@@ -8,11 +8,13 @@
 //! See `docs/ARCHITECTURE.md` for the map of the code.
 
 pub mod datatype;
+pub mod dtype;
 #[cfg(feature = "emu")]
 pub mod emu;
 pub mod error;
 pub mod gpu;
 pub mod info;
+pub mod moe;
 pub mod selftest;
 pub mod strided;
 
@@ -24,6 +26,7 @@ pub use error::{Error, Result};
 pub fn sample_plans() -> Vec<gpu::LaunchPlan> {
     let mut plans = strided::sample_plans();
     plans.extend(datatype::sample_plans());
+    plans.extend(moe::sample_plans());
     plans.extend(selftest::sample_plans());
     plans
 }
