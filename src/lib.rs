@@ -7,6 +7,7 @@
 //! [`Error::NoDriver`] on such a machine, and every kernel has a CPU path.
 //! See `docs/ARCHITECTURE.md` for the map of the code.
 
+pub mod attention;
 pub mod datatype;
 pub mod dtype;
 #[cfg(feature = "emu")]
@@ -15,6 +16,7 @@ pub mod error;
 pub mod gpu;
 pub mod info;
 pub mod moe;
+mod parallel;
 pub mod selftest;
 pub mod strided;
 
@@ -27,6 +29,7 @@ pub fn sample_plans() -> Vec<gpu::LaunchPlan> {
     let mut plans = strided::sample_plans();
     plans.extend(datatype::sample_plans());
     plans.extend(moe::sample_plans());
+    plans.extend(attention::sample_plans());
     plans.extend(selftest::sample_plans());
     plans
 }

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
 use crate::gpu::plan::{Access, KernelArg, LaunchPlan};
 
+/// Dynamic shared memory a kernel may use without opting in.
+const DEFAULT_SMEM_LIMIT: u32 = 48 * 1024;
+
 /// Device memory a kernel may read: its address and length in bytes, and the
 /// guard that orders the access on `stream` (drop it after the launch).
 pub trait DeviceRead {
@@ -101,6 +104,19 @@ impl Gpu {
             });
         }
         let func = self.function(plan.module, plan.kernel)?;
+        if plan.dynamic_smem_bytes > DEFAULT_SMEM_LIMIT {
+            // Above 48 KiB a kernel must opt in to its dynamic shared memory.
+            func.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                plan.dynamic_smem_bytes as i32,
+            )
+            .map_err(|e| {
+                Error::driver(
+                    format!("opting {} into {} bytes of shared memory", plan.kernel, plan.dynamic_smem_bytes),
+                    e,
+                )
+            })?;
+        }
 
         let mut addrs = Vec::with_capacity(buffers.len());
         let mut guards = Vec::with_capacity(buffers.len());

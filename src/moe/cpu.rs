@@ -3,21 +3,10 @@
 
 use crate::dtype::Element;
 use crate::error::Result;
+use crate::parallel::{parallel_ranges, SyncSlice};
 
 use super::config::{ExpertKind, MoeConfig, Renorm};
 use super::{CombineInputs, Dispatch, GateInputs, LoadStats, Routing};
-
-/// Runs `f(first_token, tokens)` over contiguous token ranges on all cores.
-pub(crate) fn parallel_tokens(tokens: usize, f: impl Fn(usize, usize) + Sync) {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(tokens.max(1));
-    let per = tokens.div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        for start in (0..tokens).step_by(per) {
-            let f = &f;
-            s.spawn(move || f(start, per.min(tokens - start)));
-        }
-    });
-}
 
 /// Routing of one token: probabilities, top-k ids and weights, alpha.
 /// `g` holds the token's logits (already with the residual) on entry.
@@ -109,7 +98,7 @@ pub fn route<L: Element, A: Element>(cfg: &MoeConfig, inputs: &GateInputs<'_, L,
         let ids = SyncSlice::new(&mut out.ids);
         let weights = SyncSlice::new(&mut out.weights);
         let alpha = SyncSlice::new(&mut out.alpha);
-        parallel_tokens(t, |start, count| {
+        parallel_ranges(t, |start, count| {
             for tok in start..start + count {
                 // SAFETY: each token's ranges are disjoint from every other
                 // token's, and each thread handles distinct tokens.
@@ -259,7 +248,7 @@ pub fn combine<A: Element>(
     let rows = dispatch.expert_offsets.last().copied().unwrap_or(0) as usize;
     super::check_len_at_least("expert_out", expert_out.len(), rows * d)?;
     let out_s = SyncSlice::new(out);
-    parallel_tokens(t, |start, count| {
+    parallel_ranges(t, |start, count| {
         let mut terms = Vec::with_capacity(k);
         for tok in start..start + count {
             // One term per slot, decided once per token rather than per element.
@@ -352,32 +341,4 @@ enum Term {
     Copy(f32),
     /// Zero experts and FFN slots dropped by capacity.
     Nothing,
-}
-
-/// A slice shared by threads that each write disjoint ranges of it.
-pub(crate) struct SyncSlice<T> {
-    ptr: *mut T,
-    len: usize,
-}
-
-// SAFETY: access goes through `slice`, whose callers guarantee that threads
-// touch disjoint ranges; T itself is Send.
-unsafe impl<T: Send> Sync for SyncSlice<T> {}
-
-impl<T> SyncSlice<T> {
-    pub(crate) fn new(s: &mut [T]) -> Self {
-        SyncSlice { ptr: s.as_mut_ptr(), len: s.len() }
-    }
-
-    /// `[start, start + len)` of the slice.
-    ///
-    /// # Safety
-    /// No other live reference may overlap the range; the borrow of the
-    /// original slice outlives every use.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> &mut [T] {
-        assert!(start + len <= self.len, "range {start}+{len} outside {}", self.len);
-        // SAFETY: in bounds (asserted); exclusivity is the caller's contract.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
-    }
 }

@@ -1,0 +1,24 @@
+//! Fused attention: FlashAttention-2-style prefill (forward) and decode over
+//! a paged KV cache, on the GPU, the emulator and the CPU.
+//!
+//! Prefill: f16/bf16, head dims 64 and 128, causal or not, GQA/MQA, explicit
+//! strides, variable-length batches, log-sum-exp per row ([`PrefillShape`],
+//! [`prefill_plan`], [`prefill`] on the CPU, [`prefill_reference`] in f64).
+
+mod cpu;
+mod prefill;
+mod shape;
+
+#[cfg(test)]
+mod test;
+
+pub use cpu::{prefill, prefill_reference};
+#[cfg(feature = "emu")]
+pub use prefill::prefill_emu;
+pub use prefill::{block_n, prefill_plan, BLOCK_M};
+pub use shape::{PrefillShape, Strides, Varlen, PREFILL_HEAD_DIMS};
+
+/// One plan per attention kernel entry, for the signature tests.
+pub(crate) fn sample_plans() -> Vec<crate::gpu::LaunchPlan> {
+    prefill::sample_plans()
+}

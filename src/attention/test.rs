@@ -1,0 +1,189 @@
+use half::{bf16, f16};
+
+use super::*;
+use crate::dtype::{Dtype, Element};
+
+/// Deterministic values in [-1, -0.05] U [0.05, 1]: random and never zero.
+fn values<T: Element>(n: usize, seed: u64) -> Vec<u128> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let vals: Vec<T> = (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            let mag = 0.05 + 0.95 * u;
+            T::from_f32(if s & 1 == 0 { mag } else { -mag })
+        })
+        .collect();
+    to_words(&vals)
+}
+
+/// 16-byte aligned storage for `vals`.
+fn to_words<T: Element>(vals: &[T]) -> Vec<u128> {
+    let bytes = bytemuck::cast_slice::<T, u8>(vals);
+    let mut w = vec![0u128; bytes.len().div_ceil(16).max(1)];
+    bytemuck::cast_slice_mut::<u128, u8>(&mut w)[..bytes.len()].copy_from_slice(bytes);
+    w
+}
+
+fn view<T: Element>(w: &[u128], n: usize) -> &[T] {
+    &bytemuck::cast_slice::<u128, T>(w)[..n]
+}
+
+fn view_mut<T: Element>(w: &mut [u128], n: usize) -> &mut [T] {
+    &mut bytemuck::cast_slice_mut::<u128, T>(w)[..n]
+}
+
+/// Asserts O and LSE match the reference on every row of the shape.
+fn check<T: Element>(s: &PrefillShape<'_>, o: &[T], lse: &[f32], want_o: &[f64], want_lse: &[f64], what: &str) {
+    let tol = if T::DTYPE == Dtype::BF16 { 2e-2 } else { 3e-3 };
+    let d = s.head_dim as usize;
+    for b in 0..s.batch as usize {
+        let (sq, _, q0, _) = s.sequence(b);
+        for h in 0..s.heads as usize {
+            for i in 0..sq {
+                let off = s.offset(&s.o, b, q0 + i, h);
+                for x in 0..d {
+                    let (g, w) = (f64::from(o[off + x].to_f32()), want_o[off + x]);
+                    assert!((g - w).abs() <= tol, "{what}: O[b{b} h{h} i{i} x{x}] = {g}, want {w}");
+                }
+                let li = s.lse_index(b, h, i);
+                let (g, w) = (f64::from(lse[li]), want_lse[li]);
+                let ok = if w.is_infinite() { g == w } else { (g - w).abs() <= 1e-3 };
+                assert!(ok, "{what}: LSE[b{b} h{h} i{i}] = {g}, want {w}");
+            }
+        }
+    }
+}
+
+struct Tensors {
+    q: Vec<u128>,
+    k: Vec<u128>,
+    v: Vec<u128>,
+    eo: usize,
+}
+
+fn tensors<T: Element>(s: &PrefillShape<'_>, seed: u64) -> Tensors {
+    let (eq, ek, ev, eo) = s.extents();
+    Tensors { q: values::<T>(eq, seed), k: values::<T>(ek, seed + 1), v: values::<T>(ev, seed + 2), eo }
+}
+
+fn run_cpu<T: Element>(s: &PrefillShape<'_>, seed: u64, what: &str) {
+    let t = tensors::<T>(s, seed);
+    let (eq, ek, ev, _) = s.extents();
+    let (q, k, v) = (view::<T>(&t.q, eq), view::<T>(&t.k, ek), view::<T>(&t.v, ev));
+    let mut o = vec![T::from_f32(f32::NAN); t.eo];
+    let mut lse = vec![f32::NAN; s.lse_len()];
+    prefill(s, q, k, v, &mut o, &mut lse).unwrap();
+    let (wo, wl) = prefill_reference(s, q, k, v).unwrap();
+    check(s, &o, &lse, &wo, &wl, what);
+}
+
+/// The shapes both paths are tested on: GQA, MQA, causal with seqlen_q <
+/// seqlen_k, lengths that are not tile multiples, a head-major layout.
+fn shapes(dtype: Dtype, hd: u32) -> Vec<(String, PrefillShape<'static>)> {
+    let mut out = Vec::new();
+    for (b, h, kvh, sq, sk, causal) in [
+        (2u32, 4u32, 2u32, 70u32, 70u32, false),
+        (1, 2, 1, 37, 150, true),
+        (2, 2, 2, 100, 100, true),
+        (1, 1, 1, 1, 65, false),
+    ] {
+        let mut s = PrefillShape::dense(b, h, kvh, hd, sq, sk, dtype);
+        s.causal = causal;
+        out.push((format!("{dtype:?} hd{hd} b{b} h{h}/{kvh} {sq}x{sk} causal={causal}"), s));
+    }
+    // [batch, heads, seq, dim] through strides, and a padded row stride.
+    let mut s = PrefillShape::dense(2, 2, 1, hd, 50, 90, dtype);
+    s.q = Strides { batch: 2 * 50 * i64::from(hd), row: i64::from(hd), head: 50 * i64::from(hd) };
+    s.k = Strides { batch: 90 * (i64::from(hd) + 8), row: i64::from(hd) + 8, head: 0 };
+    s.v = s.k;
+    s.o = s.q;
+    out.push((format!("{dtype:?} hd{hd} strided"), s));
+    out
+}
+
+#[test]
+fn cpu_prefill_matches_the_reference() {
+    for dt in [Dtype::F16, Dtype::BF16] {
+        for hd in [64, 128] {
+            for (i, (what, s)) in shapes(dt, hd).into_iter().enumerate() {
+                match dt {
+                    Dtype::F16 => run_cpu::<f16>(&s, i as u64, &what),
+                    _ => run_cpu::<bf16>(&s, i as u64, &what),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn variable_length_batches() {
+    let cu_q = [0, 5, 5, 70, 71];
+    let cu_k = [0, 9, 40, 110, 111];
+    let mut s = PrefillShape::dense(4, 2, 1, 64, 65, 70, Dtype::F16);
+    s.q = Strides::dense(0, 2, 64);
+    s.k = Strides::dense(0, 1, 64);
+    s.v = s.k;
+    s.o = s.q;
+    s.causal = true;
+    s.varlen = Some(Varlen { cu_seqlens_q: &cu_q, cu_seqlens_k: &cu_k });
+    assert_eq!(s.rows(), (71, 111));
+    run_cpu::<f16>(&s, 3, "varlen cpu");
+    #[cfg(feature = "emu")]
+    run_emu::<f16>(&s, 3, "varlen emu");
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let s = PrefillShape::dense(1, 2, 1, 96, 8, 8, Dtype::F16);
+    assert!(s.validate().unwrap_err().to_string().contains("head_dim = 96"));
+    let s = PrefillShape::dense(1, 6, 4, 64, 8, 8, Dtype::F16);
+    assert!(s.validate().unwrap_err().to_string().contains("kv_heads = 4"));
+    let mut s = PrefillShape::dense(1, 2, 1, 64, 8, 8, Dtype::F16);
+    s.q.row = 132;
+    assert!(s.validate().unwrap_err().to_string().contains("q.row = 132"));
+    let s = PrefillShape::dense(1, 2, 1, 64, 8, 8, Dtype::F32);
+    assert!(s.validate().is_err());
+    let mut s = PrefillShape::dense(2, 2, 1, 64, 8, 8, Dtype::F16);
+    let bad = [0, 9, 12];
+    s.varlen = Some(Varlen { cu_seqlens_q: &bad, cu_seqlens_k: &bad });
+    assert!(s.validate().unwrap_err().to_string().contains("cu_seqlens_q"));
+    let s = PrefillShape::dense(1, 2, 1, 64, 8, 8, Dtype::F16);
+    let (q, k) = (vec![f16::ONE; 1024], vec![f16::ONE; 511]);
+    let mut o = vec![f16::ZERO; 1024];
+    let err = prefill(&s, &q, &k, &k, &mut o, &mut [0.0; 16]).unwrap_err().to_string();
+    assert!(err.contains("k = 511 elements: the shape needs 512"), "{err}");
+}
+
+#[cfg(feature = "emu")]
+fn run_emu<T: Element>(s: &PrefillShape<'_>, seed: u64, what: &str) {
+    let t = tensors::<T>(s, seed);
+    let (eq, ek, ev, eo) = s.extents();
+    let (q, k, v) = (view::<T>(&t.q, eq), view::<T>(&t.k, ek), view::<T>(&t.v, ev));
+    // Poisoned outputs: any element of the shape left unwritten stays NaN.
+    let mut o = to_words(&vec![T::from_f32(f32::NAN); eo]);
+    let mut lse = vec![f32::NAN; s.lse_len()];
+    prefill_emu(&crate::emu::Emulator::new(), s, q, k, v, view_mut::<T>(&mut o, eo), &mut lse).unwrap();
+    let (wo, wl) = prefill_reference(s, q, k, v).unwrap();
+    check(s, view::<T>(&o, eo), &lse, &wo, &wl, what);
+}
+
+#[cfg(feature = "emu")]
+#[test]
+fn emulated_prefill_matches_the_reference() {
+    for dt in [Dtype::F16, Dtype::BF16] {
+        for hd in [64, 128] {
+            for (i, (what, s)) in shapes(dt, hd).into_iter().enumerate() {
+                if dt == Dtype::BF16 && i % 2 == 1 {
+                    continue; // keep the emulated suite fast; bf16 runs the even cases
+                }
+                match dt {
+                    Dtype::F16 => run_emu::<f16>(&s, i as u64, &what),
+                    _ => run_emu::<bf16>(&s, i as u64, &what),
+                }
+            }
+        }
+    }
+}
