@@ -34,7 +34,9 @@ impl Dtype {
 
 /// A Rust element type with its [`Dtype`] and conversions through f32
 /// (round to nearest even, as the kernels convert).
-pub trait Element: bytemuck::Pod + Send + Sync + 'static {
+pub trait Element:
+    bytemuck::Pod + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Send + Sync + 'static
+{
     /// The matching [`Dtype`].
     const DTYPE: Dtype;
     /// Widen to f32 (exact).

@@ -10,7 +10,9 @@
 //!   the S registers next to 64 O accumulators per thread (166 registers
 //!   now, no spills).
 
-use crate::dtype::{Dtype, Element};
+use crate::dtype::Dtype;
+#[cfg(feature = "emu")]
+use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::gpu::{Access, Blob, BufferUse, Dim3, KernelArg, LaunchPlan};
 

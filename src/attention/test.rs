@@ -187,3 +187,146 @@ fn emulated_prefill_matches_the_reference() {
         }
     }
 }
+
+/// A decode case: random cache pages handed out in shuffled order.
+struct DecodeCase {
+    batch: u32,
+    heads: u32,
+    kvh: u32,
+    hd: u32,
+    page: u32,
+    num_pages: u32,
+    max_pages: u32,
+    tables: Vec<i32>,
+    lens: Vec<i32>,
+    q: Vec<u128>,
+    k: Vec<u128>,
+    v: Vec<u128>,
+}
+
+/// (heads, kv heads, head dim, page size).
+type Heads = (u32, u32, u32, u32);
+
+fn decode_case<T: Element>((heads, kvh, hd, page): Heads, lens: &[i32], seed: u64) -> DecodeCase {
+    let batch = lens.len() as u32;
+    let max_pages = lens.iter().map(|&l| (l.max(0) as u32).div_ceil(page)).max().unwrap_or(1).max(1);
+    let num_pages = batch * max_pages + 3;
+    // Pages in a scrambled order, so block tables are not the identity.
+    let mut pages: Vec<i32> = (0..num_pages as i32).collect();
+    pages.reverse();
+    pages.rotate_left(2);
+    let tables: Vec<i32> = (0..(batch * max_pages) as usize).map(|i| pages[i]).collect();
+    let cache = (num_pages * page * kvh * hd) as usize;
+    DecodeCase {
+        batch,
+        heads,
+        kvh,
+        hd,
+        page,
+        num_pages,
+        max_pages,
+        tables,
+        lens: lens.to_vec(),
+        q: values::<T>((batch * heads * hd) as usize, seed),
+        k: values::<T>(cache, seed + 1),
+        v: values::<T>(cache, seed + 2),
+    }
+}
+
+impl DecodeCase {
+    fn shape(&self, dtype: Dtype) -> DecodeShape<'_> {
+        DecodeShape {
+            batch: self.batch,
+            heads: self.heads,
+            kv_heads: self.kvh,
+            head_dim: self.hd,
+            page_size: self.page,
+            num_pages: self.num_pages,
+            max_pages: self.max_pages,
+            softmax_scale: 1.0 / (self.hd as f32).sqrt(),
+            dtype,
+            block_tables: &self.tables,
+            seq_lens: &self.lens,
+        }
+    }
+}
+
+fn check_decode<T: Element>(s: &DecodeShape<'_>, out: &[T], lse: &[f32], want: &(Vec<f64>, Vec<f64>), what: &str) {
+    let tol = if T::DTYPE == Dtype::BF16 { 1e-2 } else { 2e-3 };
+    for (i, (g, w)) in out.iter().zip(&want.0).enumerate() {
+        assert!((f64::from(g.to_f32()) - w).abs() <= tol, "{what}: out[{i}] = {}, want {w}", g.to_f32());
+    }
+    for (i, (g, w)) in lse.iter().zip(&want.1).enumerate() {
+        let ok = if w.is_infinite() { f64::from(*g) == *w } else { (f64::from(*g) - w).abs() <= 1e-3 };
+        assert!(ok, "{what}: lse[{i}] = {g}, want {w}");
+    }
+    assert_eq!(out.len(), s.q_len());
+}
+
+#[test]
+fn cpu_decode_matches_the_reference() {
+    for (hd, heads, kvh, page, lens) in [
+        (64u32, 4u32, 2u32, 16u32, vec![1i32, 40, 0]),
+        (128, 8, 1, 7, vec![100, 33]),  // MQA, a page size no other library allows
+        (128, 12, 4, 1, vec![9]),       // one token per page
+        (64, 2, 2, 300, vec![513, 20]), // pages larger than the sequence
+    ] {
+        let batch = lens.len() as u32;
+        let c = decode_case::<f16>((heads, kvh, hd, page), &lens, u64::from(hd + page));
+        let s = c.shape(Dtype::F16);
+        let (q, k, v) =
+            (view::<f16>(&c.q, s.q_len()), view::<f16>(&c.k, s.cache_len()), view::<f16>(&c.v, s.cache_len()));
+        let mut out = vec![f16::NAN; s.q_len()];
+        let mut lse = vec![f32::NAN; (batch * heads) as usize];
+        decode(&s, q, k, v, &mut out, &mut lse).unwrap();
+        check_decode(&s, &out, &lse, &decode_reference(&s, q, k, v).unwrap(), &format!("cpu hd{hd} page{page}"));
+    }
+}
+
+#[test]
+fn decode_rejects_out_of_range_block_tables() {
+    let mut c = decode_case::<f16>((2, 1, 64, 4), &[10, 3], 1);
+    c.tables[1] = c.num_pages as i32; // sequence 0's second page
+    let s = c.shape(Dtype::F16);
+    let e = s.validate().unwrap_err().to_string();
+    assert!(e.contains("sequence 0, page 1") && e.contains("out of range"), "{e}");
+    // An unused entry past the sequence's pages may hold anything.
+    let mut c = decode_case::<f16>((2, 1, 64, 4), &[4, 8], 1);
+    assert_eq!(c.max_pages, 2);
+    c.tables[1] = -7; // sequence 0 holds 4 tokens: one page
+    assert!(c.shape(Dtype::F16).validate().is_ok());
+    let mut c = decode_case::<f16>((2, 1, 64, 4), &[4], 1);
+    c.lens[0] = 5;
+    assert!(c.shape(Dtype::F16).validate().unwrap_err().to_string().contains("seq_lens"));
+}
+
+#[cfg(feature = "emu")]
+#[test]
+fn emulated_decode_matches_the_reference() {
+    let emu = crate::emu::Emulator::new();
+    for (dt, hd, heads, kvh, page, lens, splits) in [
+        (Dtype::F16, 64u32, 4u32, 2u32, 16u32, vec![1i32, 40, 0], 1u32),
+        (Dtype::BF16, 128, 8, 1, 7, vec![100, 33], 3),
+        (Dtype::F16, 128, 20, 2, 5, vec![77], 4), // 10 heads per kv head: two head chunks
+        (Dtype::BF16, 64, 2, 2, 3, vec![50, 2], 8), // more splits than some sequences have keys
+    ] {
+        let batch = lens.len() as u32;
+        let what = format!("emu {dt:?} hd{hd} h{heads}/{kvh} page{page} splits{splits}");
+        macro_rules! go {
+            ($t:ty) => {{
+                let c = decode_case::<$t>((heads, kvh, hd, page), &lens, u64::from(hd + page));
+                let s = c.shape(dt);
+                let (q, k, v) =
+                    (view::<$t>(&c.q, s.q_len()), view::<$t>(&c.k, s.cache_len()), view::<$t>(&c.v, s.cache_len()));
+                let mut out = vec![<$t>::NAN; s.q_len()];
+                let mut lse = vec![f32::NAN; (batch * heads) as usize];
+                decode_emu(&emu, &s, splits, q, k, v, &mut out, &mut lse).unwrap();
+                check_decode(&s, &out, &lse, &decode_reference(&s, q, k, v).unwrap(), &what);
+            }};
+        }
+        match dt {
+            Dtype::F16 => go!(f16),
+            _ => go!(bf16),
+        }
+    }
+}
