@@ -17,8 +17,10 @@ pub mod gpu;
 pub mod info;
 pub mod moe;
 mod parallel;
+pub mod profile;
 pub mod selftest;
 pub mod strided;
+pub mod trace;
 
 pub use error::{Error, Result};
 

@@ -29,3 +29,25 @@ fn unknown_subcommand_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("frobnicate"));
 }
+
+#[test]
+fn measure_writes_a_profile_and_a_trace() {
+    let dir = std::env::temp_dir().join(format!("memwall-measure-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("profile.toml");
+    let trace = dir.join("trace.json");
+    let out = memwall()
+        .args(["--trace", trace.to_str().unwrap(), "measure", "--quick", "--out", profile.to_str().unwrap(), "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p = memwall::profile::Profile::load(&profile).unwrap();
+    for key in ["ddr_memcpy_gbps", "cpu_pack_gbps_64", "file_read_gbps", "file_write_gbps"] {
+        let v = p.get(key).unwrap_or_else(|| panic!("{key} missing from {p:?}"));
+        assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
+    }
+    let t = std::fs::read_to_string(&trace).unwrap();
+    assert!(t.contains("\"name\":\"DDR memcpy\"") && t.contains("\"ph\":\"X\""), "{t}");
+    let _ = std::fs::remove_dir_all(dir);
+}

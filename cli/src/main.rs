@@ -1,0 +1,80 @@
+//! The `memwall` command line.
+
+mod measure;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// memwall: break the GPU memory wall for LLM and MoE work.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Write a Chrome/Perfetto trace of transfers and compute to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    trace: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print memwall's version, the embedded PTX, and the CUDA driver and
+    /// devices of this machine (or that there are none: CPU only).
+    Info,
+    /// Measure this machine's bandwidths (DDR, files, CPU and GPU pack, host
+    /// <-> device copies) and write the profile the pager and the MPI
+    /// interposer read.
+    Measure {
+        /// Where to write the profile (default: $MEMWALL_PROFILE or
+        /// ~/.cache/memwall/profile.toml).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Folder for the file-bandwidth test (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Short runs (seconds instead of tens of seconds).
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.trace.is_some() {
+        memwall::trace::enable();
+    }
+    let code = match cli.command {
+        Command::Info => {
+            print!("{}", memwall::info::SystemInfo::collect());
+            ExitCode::SUCCESS
+        }
+        Command::Measure { out, dir, quick } => {
+            let dir = dir.unwrap_or_else(std::env::temp_dir);
+            let profile = measure::measure(quick, Some(&dir));
+            let path = out.unwrap_or_else(memwall::profile::Profile::default_path);
+            match profile.save(&path) {
+                Ok(()) => {
+                    println!("{}", profile.to_text().trim_end());
+                    println!("profile written to {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("memwall measure: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    };
+    if let Some(path) = cli.trace {
+        match memwall::trace::write(&path) {
+            Ok(n) => eprintln!("trace: {n} events written to {}", path.display()),
+            Err(e) => {
+                eprintln!("memwall: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    code
+}

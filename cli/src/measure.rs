@@ -1,0 +1,153 @@
+//! `memwall measure`: this machine's bandwidths, written as a profile.
+
+use std::hint::black_box;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use memwall::datatype::{Committed, Datatype};
+use memwall::profile::Profile;
+use memwall::trace;
+
+/// GB/s of `bytes` moved per call of `f`, median over ~`budget`.
+fn rate(bytes: usize, budget: Duration, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while start.elapsed() < budget || times.len() < 3 {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    bytes as f64 / times[times.len() / 2] / 1e9
+}
+
+/// One line of progress, then the result on the same line.
+fn step(name: &str, f: impl FnOnce() -> Option<f64>) -> Option<f64> {
+    eprint!("  {name:<28} ...");
+    let _ = std::io::stderr().flush();
+    let _span = trace::span(name.to_string(), "measure");
+    let r = f();
+    match r {
+        Some(v) => eprintln!("\r  {name:<28} {v:>8.2} GB/s"),
+        None => eprintln!("\r  {name:<28}      n/a"),
+    }
+    r
+}
+
+/// Runs every measurement this machine supports and returns the profile.
+/// `quick` shortens each measurement (for tests).
+pub fn measure(quick: bool, nvme_dir: Option<&Path>) -> Profile {
+    let budget = Duration::from_millis(if quick { 20 } else { 400 });
+    let size = if quick { 1 << 20 } else { 64 << 20 };
+    let mut p = Profile::default();
+    eprintln!("measuring ({}):", if quick { "quick" } else { "about 10 s" });
+
+    let src = vec![1u8; size];
+    let mut dst = vec![0u8; size];
+    if let Some(v) = step("DDR memcpy", || Some(rate(size, budget, || dst.copy_from_slice(black_box(&src))))) {
+        p.set("ddr_memcpy_gbps", v);
+    }
+    for block in [16usize, 64, 512] {
+        let rows = (size / 2 / block) as i64;
+        let t = Datatype::byte().contiguous(block as i64).and_then(|b| b.hvector(rows, 1, 2 * block as i64));
+        let Ok(c) = t.and_then(|t| Committed::new(&t)) else { continue };
+        let n = rows as usize * block;
+        let name = format!("CPU pack, {block} B blocks");
+        if let Some(v) = step(&name, || {
+            Some(rate(n, budget, || {
+                let mut pos = 0;
+                let _ = c.pack(black_box(&src), 0, 1, &mut dst[..n], &mut pos);
+            }))
+        }) {
+            p.set(format!("cpu_pack_gbps_{block}"), v);
+        }
+    }
+    if let Some(dir) = nvme_dir {
+        measure_files(&mut p, dir, size, budget);
+    }
+    measure_gpu(&mut p, size, budget);
+    p
+}
+
+/// Sequential file write and read (page cache bypassed where O_DIRECT is
+/// allowed) in `dir`.
+fn measure_files(p: &mut Profile, dir: &Path, size: usize, budget: Duration) {
+    let path = dir.join(format!("memwall-measure-{}.bin", std::process::id()));
+    let buf = vec![7u8; size];
+    let w = step("file write (fsync)", || {
+        let mut n = 0;
+        let r = rate(size, budget, || {
+            if std::fs::write(&path, &buf).is_ok() {
+                if let Ok(f) = std::fs::File::open(&path) {
+                    let _ = f.sync_all();
+                }
+                n += 1;
+            }
+        });
+        (n > 0).then_some(r)
+    });
+    if let Some(v) = w {
+        p.set("file_write_gbps", v);
+    }
+    if let Some(v) = step("file read", || Some(rate(size, budget, || drop(black_box(std::fs::read(&path)))))) {
+        p.set("file_read_gbps", v);
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+fn measure_gpu(p: &mut Profile, size: usize, budget: Duration) {
+    let gpu = match memwall::gpu::Gpu::new(0) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("  GPU: {e}");
+            return;
+        }
+    };
+    let Ok(stream) = gpu.new_stream() else { return };
+    let Ok(mut host) = gpu.alloc_pinned::<u8>(size, memwall::gpu::PinnedKind::Cached) else { return };
+    let (Ok(mut d1), Ok(mut d2)) = (stream.alloc_zeros::<u8>(size), stream.alloc_zeros::<u8>(size)) else { return };
+    let sync = |s: &std::sync::Arc<memwall::gpu::cuda::CudaStream>| s.synchronize().is_ok();
+    if let Some(v) = step("H2D (pinned)", || {
+        Some(rate(size, budget, || {
+            let _ = stream.memcpy_htod(host.host_slice(), &mut d1);
+            sync(&stream);
+        }))
+    }) {
+        p.set("h2d_gbps", v);
+    }
+    if let Some(v) = step("D2H (pinned)", || {
+        Some(rate(size, budget, || {
+            let _ = stream.memcpy_dtoh(&d1, host.host_slice_mut());
+            sync(&stream);
+        }))
+    }) {
+        p.set("d2h_gbps", v);
+    }
+    if let Some(v) = step("D2D", || {
+        Some(
+            2.0 * rate(size, budget, || {
+                let _ = stream.memcpy_dtod(&d1, &mut d2);
+                sync(&stream);
+            }),
+        )
+    }) {
+        p.set("d2d_gbps", v);
+    }
+    for block in [16usize, 64, 512] {
+        let rows = (size / 2 / block) as i64;
+        let t = Datatype::byte().contiguous(block as i64).and_then(|b| b.hvector(rows, 1, 2 * block as i64));
+        let Ok(c) = t.and_then(|t| Committed::new(&t)) else { continue };
+        let n = rows as usize * block;
+        if let Some(v) = step(&format!("GPU pack, {block} B blocks"), || {
+            Some(rate(n, budget, || {
+                let mut pos = 0;
+                let _ = c.pack_gpu(&gpu, &stream, &d1, 0, 1, &mut d2, &mut pos);
+                sync(&stream);
+            }))
+        }) {
+            p.set(format!("gpu_pack_gbps_{block}"), v);
+        }
+    }
+}
