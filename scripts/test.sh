@@ -32,3 +32,10 @@ fi
 
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+
+# Every example (the README's snippets) runs to completion and checks itself.
+for ex in examples/*.rs; do
+  name=$(basename "$ex" .rs)
+  echo "example $name:"
+  cargo run -q -p memwall --locked --features emu --example "$name"
+done
