@@ -1,5 +1,6 @@
 //! The `memwall` command line.
 
+mod demo;
 mod measure;
 
 use std::path::PathBuf;
@@ -23,6 +24,10 @@ enum Command {
     /// Print memwall's version, the embedded PTX, and the CUDA driver and
     /// devices of this machine (or that there are none: CPU only).
     Info,
+    /// Generate tokens with an MoE++ decoder stack whose experts are paged
+    /// across the memory tiers and whose waiting sequences' KV caches are
+    /// swapped out; checks the tokens against a non-paged run.
+    Demo(demo::DemoArgs),
     /// Measure this machine's bandwidths (DDR, files, CPU and GPU pack, host
     /// <-> device copies) and write the profile the pager and the MPI
     /// interposer read.
@@ -50,6 +55,13 @@ fn main() -> ExitCode {
             print!("{}", memwall::info::SystemInfo::collect());
             ExitCode::SUCCESS
         }
+        Command::Demo(args) => match demo::demo(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("memwall demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Measure { out, dir, quick } => {
             let dir = dir.unwrap_or_else(std::env::temp_dir);
             let profile = measure::measure(quick, Some(&dir));

@@ -51,3 +51,30 @@ fn measure_writes_a_profile_and_a_trace() {
     assert!(t.contains("\"name\":\"DDR memcpy\"") && t.contains("\"ph\":\"X\""), "{t}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn demo_pages_experts_swaps_sequences_and_matches_the_non_paged_run() {
+    let dir = std::env::temp_dir().join(format!("memwall-demo-test-{}", std::process::id()));
+    let out = memwall()
+        .args(["demo", "--layers", "2", "--heads", "2", "--ffn", "128", "--experts", "12", "--tokens", "5"])
+        .args(["--sequences", "3", "--active", "2", "--swap-every", "2", "--ddr-experts", "3", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("| check | identical tokens to the non-paged run |"), "{text}");
+    assert!(text.contains("| tokens generated | 15 | 15 |"), "{text}");
+    // Experts did not all fit in DDR: some were fetched from NVMe.
+    let nvme_line = text.lines().find(|l| l.starts_with("| Ddr:")).expect("a DDR row");
+    assert!(!nvme_line.contains("/ 0 ("), "expected DDR misses: {nvme_line}");
+    assert!(!text.contains("| KV swaps out / in | 0 / 0 | 0 / 0 |"), "expected swaps: {text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn demo_rejects_bad_flags() {
+    let out = memwall().args(["demo", "--experts", "13"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--experts 13"));
+}

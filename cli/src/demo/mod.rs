@@ -1,0 +1,286 @@
+//! `memwall demo`: an MoE++ decoder stack generating tokens for several
+//! sequences, with the FFN experts paged across the tiers (DDR <- NVMe on a
+//! CPU machine) and KV caches of waiting sequences swapped out and back;
+//! checked against a non-paged run of the same model.
+
+pub mod model;
+mod paged;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use memwall::trace;
+use memwall_tiers::{Config, Pager};
+
+use model::{InMemoryExperts, Model, ModelConfig, SeqCache};
+use paged::{KvSwap, PagedExperts};
+
+/// The demo's flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Sequences generated (they take turns; see --active).
+    #[arg(long, default_value_t = 4)]
+    pub sequences: usize,
+    /// Sequences decoded together; the others wait swapped out.
+    #[arg(long, default_value_t = 2)]
+    pub active: usize,
+    /// New tokens per sequence.
+    #[arg(long, default_value_t = 24)]
+    pub tokens: usize,
+    /// Decode steps between swaps of waiting and active sequences.
+    #[arg(long, default_value_t = 4)]
+    pub swap_every: usize,
+    /// Decoder layers.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Attention heads (head dim 64; d_model = 64 x heads).
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Experts per layer: 12, 20 or 40 (the MoE++ paper's layouts).
+    #[arg(long, default_value_t = 20)]
+    pub experts: u32,
+    /// Expert FFN hidden size.
+    #[arg(long, default_value_t = 1024)]
+    pub ffn: usize,
+    /// FFN experts the DDR tier holds (the rest live on NVMe).
+    #[arg(long, default_value_t = 16)]
+    pub ddr_experts: usize,
+    /// Tokens per KV-cache page.
+    #[arg(long, default_value_t = 16)]
+    pub page_size: usize,
+    /// Weight seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Folder for the NVMe tier (default: a folder under the temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Prompts, one per sequence.
+fn prompt(i: usize) -> Vec<u8> {
+    const P: [&str; 4] = ["memory wall ", "experts page ", "tiers hide ", "tokens flow "];
+    P[i % P.len()].as_bytes().to_vec()
+}
+
+/// Round-robin schedule: which sequences decode at each step.
+fn schedule(args: &DemoArgs) -> Vec<Vec<usize>> {
+    let mut steps = Vec::new();
+    let mut done = vec![0usize; args.sequences];
+    // Each sequence feeds its prompt, then its generated tokens but the last.
+    let need: Vec<usize> = (0..args.sequences).map(|s| prompt(s).len() + args.tokens - 1).collect();
+    let mut window_start = 0;
+    let mut since_swap = 0;
+    while done.iter().zip(&need).any(|(d, n)| d < n) {
+        let active: Vec<usize> = (0..args.sequences)
+            .map(|k| (window_start + k) % args.sequences)
+            .filter(|&s| done[s] < need[s])
+            .take(args.active)
+            .collect();
+        for &s in &active {
+            done[s] += 1;
+        }
+        steps.push(active);
+        since_swap += 1;
+        if since_swap == args.swap_every {
+            window_start = (window_start + 1) % args.sequences;
+            since_swap = 0;
+        }
+    }
+    steps
+}
+
+/// Result of one run.
+struct RunResult {
+    tokens: Vec<Vec<u8>>,
+    generated: usize,
+    compute: Duration,
+    elapsed: Duration,
+    expert_calls: u64,
+    zero_computation_slots: u64,
+}
+
+/// Runs the schedule. With `paged`, experts come from the pager and
+/// waiting sequences' KV caches are swapped out to it.
+fn run(
+    model: &Model,
+    args: &DemoArgs,
+    paged: Option<(&PagedExperts, &KvSwap)>,
+    in_memory: &InMemoryExperts,
+    progress: bool,
+) -> memwall::Result<RunResult> {
+    let start = Instant::now();
+    let mut caches: Vec<Option<SeqCache>> = (0..args.sequences).map(|_| Some(SeqCache::new(args.layers))).collect();
+    let mut tokens: Vec<Vec<u8>> = (0..args.sequences).map(prompt).collect();
+    let mut fed = vec![0usize; args.sequences]; // tokens of `tokens[s]` already in the cache
+    let mut r = RunResult {
+        tokens: Vec::new(),
+        generated: 0,
+        compute: Duration::ZERO,
+        elapsed: Duration::ZERO,
+        expert_calls: 0,
+        zero_computation_slots: 0,
+    };
+    let steps = schedule(args);
+    let total = steps.len();
+    for (i, active) in steps.iter().enumerate() {
+        // Swap: waiting sequences out, scheduled ones in.
+        if let Some((_, swap)) = paged {
+            for s in 0..args.sequences {
+                let wanted = active.contains(&s);
+                if !wanted && caches[s].is_some() && fed[s] > 0 {
+                    let _span = trace::span(format!("swap out seq {s}"), "swap");
+                    swap.swap_out(s, caches[s].take().expect("checked"))?;
+                } else if wanted && caches[s].is_none() {
+                    let _span = trace::span(format!("swap in seq {s}"), "swap");
+                    caches[s] = Some(swap.swap_in(s, args.layers)?);
+                }
+            }
+        }
+        // Feed prompts one token per step (prefill through the decode path),
+        // then generate.
+        let input: Vec<u8> = active.iter().map(|&s| tokens[s][fed[s]]).collect();
+        let t0 = Instant::now();
+        let mut batch: Vec<SeqCache> =
+            active.iter().map(|&s| caches[s].take().expect("active sequences are swapped in")).collect();
+        let (next, stats) = {
+            let _span = trace::span(format!("decode step {i}"), "compute");
+            let mut refs: Vec<&mut SeqCache> = batch.iter_mut().collect();
+            let src: &dyn model::ExpertSource = match paged {
+                Some((e, _)) => e,
+                None => in_memory,
+            };
+            model.step(&input, &mut refs, src)?
+        };
+        for (&s, c) in active.iter().zip(batch) {
+            caches[s] = Some(c);
+        }
+        r.compute += t0.elapsed();
+        r.expert_calls += stats.expert_calls;
+        r.zero_computation_slots += stats.zero_computation_slots;
+        for (k, &s) in active.iter().enumerate() {
+            fed[s] += 1;
+            if fed[s] == tokens[s].len() {
+                // Printable ASCII, so the demo's output reads as text.
+                tokens[s].push(b' ' + next[k] % 95);
+                r.generated += 1;
+            }
+        }
+        if progress {
+            let w = 30 * (i + 1) / total;
+            eprint!("\r  [{}{}] step {}/{}", "#".repeat(w), " ".repeat(30 - w), i + 1, total);
+            let _ = std::io::stderr().flush();
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    r.elapsed = start.elapsed();
+    r.tokens = tokens;
+    Ok(r)
+}
+
+/// Runs the demo: the paged run, then the non-paged check, then the table.
+pub fn demo(args: &DemoArgs) -> Result<(), String> {
+    if args.active == 0 || args.active > args.sequences || args.sequences == 0 {
+        return Err(format!("--active {} must be in 1..=--sequences {}", args.active, args.sequences));
+    }
+    if args.heads == 0 || args.layers == 0 || args.ffn == 0 || args.tokens == 0 || args.page_size == 0 {
+        return Err("--heads, --layers, --ffn, --tokens and --page-size must be positive".into());
+    }
+    let cfg = ModelConfig {
+        vocab: 256,
+        d_model: 64 * args.heads,
+        heads: args.heads,
+        kv_heads: (args.heads / 2).max(1),
+        layers: args.layers,
+        ffn: args.ffn,
+        experts: args.experts,
+        page_size: args.page_size,
+        seed: args.seed,
+    };
+    if memwall::moe::ExpertLayout::paper(args.experts).is_none() {
+        return Err(format!("--experts {}: use 12, 20 or 40 (the MoE++ paper's layouts)", args.experts));
+    }
+    let model = Model::new(cfg);
+    let n_ffn = cfg.moe().layout.n_ffn as usize;
+    let expert_bytes = cfg.expert_bytes();
+    println!(
+        "memwall demo: {} layers, d_model {}, {} experts ({} FFN of {:.1} MiB each, {:.1} MiB in all), {} sequences ({} active)",
+        cfg.layers,
+        cfg.d_model,
+        cfg.experts,
+        n_ffn,
+        expert_bytes as f64 / (1 << 20) as f64,
+        (cfg.layers * n_ffn * expert_bytes) as f64 / (1 << 20) as f64,
+        args.sequences,
+        args.active
+    );
+
+    let dir =
+        args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("memwall-demo-{}", std::process::id())));
+    let kv_budget = 64 << 20;
+    let ddr = args.ddr_experts * expert_bytes + kv_budget;
+    let nvme = 2 * cfg.layers * n_ffn * expert_bytes + (256 << 20);
+    let pager = Pager::new(Config::small(dir.clone(), ddr as u64, nvme as u64)).map_err(|e| e.to_string())?;
+    let tiers: Vec<String> = pager.tiers().iter().map(|t| format!("{t:?}")).collect();
+    println!("tiers: {} (DDR holds {} of {} experts)", tiers.join(" + "), args.ddr_experts, cfg.layers * n_ffn);
+    let in_memory = InMemoryExperts::new(&cfg);
+    let experts = PagedExperts::new(&pager, &cfg, &in_memory).map_err(|e| e.to_string())?;
+    let swap = KvSwap::new(&pager);
+
+    eprintln!("paged run:");
+    let paged = run(&model, args, Some((&experts, &swap)), &in_memory, true).map_err(|e| e.to_string())?;
+    eprintln!("non-paged reference run:");
+    let plain = run(&model, args, None, &in_memory, false).map_err(|e| e.to_string())?;
+    let identical = paged.tokens == plain.tokens;
+
+    for (s, t) in paged.tokens.iter().enumerate() {
+        println!("  seq {s}: {:?}", String::from_utf8_lossy(t));
+    }
+    let stats = pager.stats();
+    let stall = experts.stall() + swap.stall();
+    println!();
+    println!("| metric | paged | non-paged |");
+    println!("| --- | --- | --- |");
+    println!("| tokens generated | {} | {} |", paged.generated, plain.generated);
+    println!(
+        "| tokens/s | {:.1} | {:.1} |",
+        paged.generated as f64 / paged.elapsed.as_secs_f64(),
+        plain.generated as f64 / plain.elapsed.as_secs_f64()
+    );
+    println!("| wall time | {:.2} s | {:.2} s |", paged.elapsed.as_secs_f64(), plain.elapsed.as_secs_f64());
+    println!(
+        "| compute (decode steps) | {:.2} s | {:.2} s |",
+        (paged.compute.saturating_sub(experts.stall())).as_secs_f64(),
+        plain.compute.as_secs_f64()
+    );
+    println!("| stalls (expert fetch + KV swap) | {:.3} s | 0 |", stall.as_secs_f64());
+    println!(
+        "| FFN expert calls / zero-computation slots | {} / {} | {} / {} |",
+        paged.expert_calls, paged.zero_computation_slots, plain.expert_calls, plain.zero_computation_slots
+    );
+    println!("| KV swaps out / in | {} / {} | 0 / 0 |", swap.outs(), swap.ins());
+    for t in pager.tiers() {
+        let s = stats.tier(t);
+        println!(
+            "| {t:?}: hits / misses, bytes in / out | {} / {} ({:.0}% hits), {:.1} / {:.1} MiB | - |",
+            s.hits,
+            s.misses,
+            100.0 * s.hits as f64 / (s.hits + s.misses).max(1) as f64,
+            s.bytes_in as f64 / (1 << 20) as f64,
+            s.bytes_out as f64 / (1 << 20) as f64
+        );
+    }
+    println!("| check | {} | |", if identical { "identical tokens to the non-paged run" } else { "MISMATCH" });
+    drop(experts);
+    drop(pager);
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if identical {
+        Ok(())
+    } else {
+        Err("the paged run's tokens differ from the non-paged run's".into())
+    }
+}

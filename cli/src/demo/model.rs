@@ -1,0 +1,371 @@
+//! A small MoE++ decoder stack with synthetic weights: attention over a
+//! paged KV cache, MoE++ gating with zero-computation experts and gating
+//! residuals, FFN experts fetched through an [`ExpertSource`].
+//!
+//! Everything is deterministic given the seed, so a paged run and a
+//! non-paged run of the same model produce identical tokens.
+
+use half::bf16;
+use memwall::attention::{decode, DecodeShape};
+use memwall::dtype::Dtype;
+use memwall::moe::{self, CombineInputs, ExpertLayout, GateInputs, MoeConfig, Residual};
+use memwall::Result;
+
+/// Model sizes (from the demo's flags).
+#[derive(Debug, Clone, Copy)]
+pub struct ModelConfig {
+    /// Vocabulary (bytes).
+    pub vocab: usize,
+    /// Hidden size D = heads x 64.
+    pub d_model: usize,
+    /// Attention heads (head dim 64).
+    pub heads: usize,
+    /// KV heads.
+    pub kv_heads: usize,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Expert FFN hidden size.
+    pub ffn: usize,
+    /// Experts: a MoE++ paper layout (12, 20 or 40).
+    pub experts: u32,
+    /// Tokens per KV page.
+    pub page_size: usize,
+    /// Weight seed.
+    pub seed: u64,
+}
+
+impl ModelConfig {
+    /// Head dimension.
+    pub const HEAD_DIM: usize = 64;
+
+    /// The MoE++ routing configuration.
+    pub fn moe(&self) -> MoeConfig {
+        MoeConfig::new(ExpertLayout::paper(self.experts).expect("12, 20 or 40 experts"))
+    }
+
+    /// Bytes of one expert's weights (W1 then W2, f32).
+    pub fn expert_bytes(&self) -> usize {
+        2 * self.d_model * self.ffn * 4
+    }
+}
+
+/// Deterministic pseudo-random weights.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A stream for `seed` and a weight's identity.
+    pub fn new(seed: u64, salt: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03) | 1)
+    }
+
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    /// `n` values uniform in [-scale, scale].
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// One expert's weights: W1 (ffn x d) and W2 (d x ffn), concatenated.
+pub fn expert_weights(cfg: &ModelConfig, layer: usize, e: usize) -> Vec<f32> {
+    let n = cfg.d_model * cfg.ffn;
+    Rng::new(cfg.seed, 1000 + (layer * 1000 + e) as u64).vec(2 * n, 1.0 / (cfg.d_model as f32).sqrt())
+}
+
+/// Where the FFN experts' weights come from: memory, or the tier pager.
+pub trait ExpertSource {
+    /// Calls `f` with expert `e` of `layer` (W1 then W2, f32).
+    fn with_expert(&self, layer: usize, e: usize, f: &mut dyn FnMut(&[f32])) -> Result<()>;
+    /// A hint that these experts of `layer` are needed soon.
+    fn prefetch(&self, layer: usize, experts: &[usize]);
+}
+
+/// All experts in memory: the non-paged reference run.
+pub struct InMemoryExperts(pub Vec<Vec<Vec<f32>>>);
+
+impl InMemoryExperts {
+    /// Builds every expert of every layer.
+    pub fn new(cfg: &ModelConfig) -> Self {
+        let nf = cfg.moe().layout.n_ffn as usize;
+        InMemoryExperts((0..cfg.layers).map(|l| (0..nf).map(|e| expert_weights(cfg, l, e)).collect()).collect())
+    }
+}
+
+impl ExpertSource for InMemoryExperts {
+    fn with_expert(&self, layer: usize, e: usize, f: &mut dyn FnMut(&[f32])) -> Result<()> {
+        f(&self.0[layer][e]);
+        Ok(())
+    }
+    fn prefetch(&self, _layer: usize, _experts: &[usize]) {}
+}
+
+struct Layer {
+    wq: Vec<f32>,
+    wk: Vec<f32>,
+    wv: Vec<f32>,
+    wo: Vec<f32>,
+    router: Vec<f32>,
+    wg: Vec<f32>,
+    wc: Vec<f32>,
+    v: Vec<f32>,
+}
+
+/// The model's dense weights (everything but the FFN experts).
+pub struct Model {
+    /// Sizes.
+    pub cfg: ModelConfig,
+    embed: Vec<f32>,
+    layers: Vec<Layer>,
+}
+
+/// `out[r] = sum_c w[r][c] x[c]` for a row-major `rows x cols` matrix.
+fn matvec(w: &[f32], x: &[f32], out: &mut [f32]) {
+    let cols = x.len();
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = w[r * cols..(r + 1) * cols].iter().zip(x).map(|(a, b)| a * b).sum();
+    }
+}
+
+fn rmsnorm(x: &[f32]) -> Vec<f32> {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let inv = 1.0 / (ms + 1e-6).sqrt();
+    x.iter().map(|v| v * inv).collect()
+}
+
+/// A sequence's KV cache: pages of `page_size` tokens per layer, bf16,
+/// [page, slot, kv_head, head_dim], plus its block table.
+pub struct SeqCache {
+    /// Per layer: K pages and V pages.
+    pub k: Vec<Vec<bf16>>,
+    /// Per layer V pages.
+    pub v: Vec<Vec<bf16>>,
+    /// Cached tokens.
+    pub len: usize,
+}
+
+impl SeqCache {
+    /// An empty cache.
+    pub fn new(layers: usize) -> Self {
+        SeqCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers], len: 0 }
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|p| p.len() * 2).sum()
+    }
+}
+
+/// What a decode step did, for the demo's accounting.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StepStats {
+    /// FFN expert evaluations.
+    pub expert_calls: u64,
+    /// Slots routed to zero-computation experts.
+    pub zero_computation_slots: u64,
+}
+
+impl Model {
+    /// Builds the dense weights from the seed.
+    pub fn new(cfg: ModelConfig) -> Self {
+        let d = cfg.d_model;
+        let kvd = cfg.kv_heads * ModelConfig::HEAD_DIM;
+        let moe = cfg.moe();
+        let n = moe.layout.experts() as usize;
+        let nc = moe.layout.n_const as usize;
+        let s = 1.0 / (d as f32).sqrt();
+        let layers = (0..cfg.layers)
+            .map(|l| {
+                let mut r = Rng::new(cfg.seed, l as u64);
+                Layer {
+                    wq: r.vec(d * d, s),
+                    wk: r.vec(kvd * d, s),
+                    wv: r.vec(kvd * d, s),
+                    wo: r.vec(d * d, s),
+                    router: r.vec(n * d, s * 4.0),
+                    wg: r.vec(n * n, 0.3),
+                    wc: r.vec(nc * 2 * d, s),
+                    v: r.vec(nc * d, 1.0),
+                }
+            })
+            .collect();
+        let embed = Rng::new(cfg.seed, 999).vec(cfg.vocab * d, 1.0);
+        Model { cfg, embed, layers }
+    }
+
+    /// Runs one token per sequence through the stack and returns each
+    /// sequence's next token (greedy). Appends to every sequence's cache.
+    pub fn step(
+        &self,
+        tokens: &[u8],
+        caches: &mut [&mut SeqCache],
+        experts: &dyn ExpertSource,
+    ) -> Result<(Vec<u8>, StepStats)> {
+        let cfg = &self.cfg;
+        let (d, hd, b) = (cfg.d_model, ModelConfig::HEAD_DIM, tokens.len());
+        let kvd = cfg.kv_heads * hd;
+        let moe_cfg = cfg.moe();
+        let n = moe_cfg.layout.experts() as usize;
+        let mut stats = StepStats::default();
+        // Token embedding plus a sinusoidal position embedding.
+        let mut x: Vec<f32> = Vec::with_capacity(b * d);
+        for (s, &t) in tokens.iter().enumerate() {
+            let pos = caches[s].len as f32;
+            for i in 0..d {
+                let freq = 10000f32.powf(-((i / 2 * 2) as f32) / d as f32);
+                let pe = if i % 2 == 0 { (pos * freq).sin() } else { (pos * freq).cos() };
+                x.push(self.embed[t as usize * d + i] + pe);
+            }
+        }
+        let mut prev_logits: Option<Vec<f32>> = None;
+        for (li, layer) in self.layers.iter().enumerate() {
+            // Attention.
+            let mut q = vec![bf16::ZERO; b * d];
+            for (s, cache) in caches.iter_mut().enumerate() {
+                let h = rmsnorm(&x[s * d..(s + 1) * d]);
+                let (mut qs, mut ks, mut vs) = (vec![0f32; d], vec![0f32; kvd], vec![0f32; kvd]);
+                matvec(&layer.wq, &h, &mut qs);
+                matvec(&layer.wk, &h, &mut ks);
+                matvec(&layer.wv, &h, &mut vs);
+                for (dst, v) in q[s * d..(s + 1) * d].iter_mut().zip(&qs) {
+                    *dst = bf16::from_f32(*v);
+                }
+                let slot = cache.len % cfg.page_size;
+                if slot == 0 {
+                    cache.k[li].extend(std::iter::repeat_n(bf16::ZERO, cfg.page_size * kvd));
+                    cache.v[li].extend(std::iter::repeat_n(bf16::ZERO, cfg.page_size * kvd));
+                }
+                let base = (cache.len / cfg.page_size * cfg.page_size + slot) * kvd;
+                for i in 0..kvd {
+                    cache.k[li][base + i] = bf16::from_f32(ks[i]);
+                    cache.v[li][base + i] = bf16::from_f32(vs[i]);
+                }
+            }
+            for (s, cache) in caches.iter().enumerate() {
+                let pages = cache.k[li].len() / (cfg.page_size * kvd);
+                let tables: Vec<i32> = (0..pages as i32).collect();
+                let lens = [cache.len as i32 + 1];
+                let shape = DecodeShape {
+                    batch: 1,
+                    heads: cfg.heads as u32,
+                    kv_heads: cfg.kv_heads as u32,
+                    head_dim: hd as u32,
+                    page_size: cfg.page_size as u32,
+                    num_pages: pages as u32,
+                    max_pages: pages as u32,
+                    softmax_scale: 1.0 / (hd as f32).sqrt(),
+                    dtype: Dtype::BF16,
+                    block_tables: &tables,
+                    seq_lens: &lens,
+                };
+                let mut out = vec![bf16::ZERO; d];
+                let mut lse = vec![0f32; cfg.heads];
+                decode(&shape, &q[s * d..(s + 1) * d], &cache.k[li], &cache.v[li], &mut out, &mut lse)?;
+                let of: Vec<f32> = out.iter().map(|v| v.to_f32()).collect();
+                let mut proj = vec![0f32; d];
+                matvec(&layer.wo, &of, &mut proj);
+                for (xv, p) in x[s * d..(s + 1) * d].iter_mut().zip(&proj) {
+                    *xv += p;
+                }
+            }
+
+            // MoE++ layer.
+            let h: Vec<f32> = (0..b).flat_map(|s| rmsnorm(&x[s * d..(s + 1) * d])).collect();
+            let mut logits = vec![0f32; b * n];
+            for s in 0..b {
+                matvec(&layer.router, &h[s * d..(s + 1) * d], &mut logits[s * n..(s + 1) * n]);
+            }
+            let inputs = GateInputs {
+                tokens: b as u32,
+                hidden: d as u32,
+                logits: &logits,
+                residual: prev_logits.as_ref().map(|p| Residual { prev_logits: p, wg: &layer.wg }),
+                x: &h,
+                wc: &layer.wc,
+            };
+            let routing = moe::route(&moe_cfg, &inputs)?;
+            // The next layer's routing is predictable from these logits
+            // through its W_g (the gating residual): prefetch those experts.
+            if let Some(next) = self.layers.get(li + 1) {
+                experts.prefetch(li + 1, &predict_experts(&moe_cfg, &routing.next_logits, &next.wg, b));
+            }
+            let disp = moe::dispatch(&moe_cfg, &routing, b as u32);
+            let rows = moe_cfg.max_rows(b as u32) as usize;
+            let mut expert_out = vec![0f32; rows * d];
+            for e in 0..moe_cfg.layout.n_ffn as usize {
+                let (r0, r1) = (disp.expert_offsets[e] as usize, disp.expert_offsets[e + 1] as usize);
+                let toks: Vec<(usize, usize)> = (r0..r1)
+                    .filter(|&r| disp.sorted_tokens[r] >= 0)
+                    .map(|r| (r, disp.sorted_tokens[r] as usize))
+                    .collect();
+                if toks.is_empty() {
+                    continue;
+                }
+                stats.expert_calls += 1;
+                experts.with_expert(li, e, &mut |w| {
+                    let (w1, w2) = w.split_at(cfg.ffn * d);
+                    let mut hid = vec![0f32; cfg.ffn];
+                    for &(r, t) in &toks {
+                        matvec(w1, &h[t * d..(t + 1) * d], &mut hid);
+                        hid.iter_mut().for_each(|v| *v = v.max(0.0));
+                        matvec(w2, &hid, &mut expert_out[r * d..(r + 1) * d]);
+                    }
+                })?;
+            }
+            stats.zero_computation_slots +=
+                routing.ids.iter().filter(|&&e| e as u32 >= moe_cfg.layout.n_ffn).count() as u64;
+            let mut moe_out = vec![0f32; b * d];
+            moe::combine(
+                &moe_cfg,
+                &routing,
+                &disp,
+                &CombineInputs { x: &h, expert_out: &expert_out, v: &layer.v, hidden: d as u32 },
+                &mut moe_out,
+            )?;
+            for (xv, m) in x.iter_mut().zip(&moe_out) {
+                *xv += m;
+            }
+            prev_logits = Some(routing.next_logits);
+        }
+        for c in caches.iter_mut() {
+            c.len += 1;
+        }
+        let next = (0..b)
+            .map(|s| {
+                let h = rmsnorm(&x[s * d..(s + 1) * d]);
+                let mut best = (f32::NEG_INFINITY, 0u8);
+                for t in 0..cfg.vocab {
+                    let score: f32 = self.embed[t * d..(t + 1) * d].iter().zip(&h).map(|(a, b)| a * b).sum();
+                    if score > best.0 {
+                        best = (score, t as u8);
+                    }
+                }
+                best.1
+            })
+            .collect();
+        Ok((next, stats))
+    }
+}
+
+/// The next layer's likely FFN experts: top-k of `W_g G` per token (the
+/// gating residual's contribution), FFN experts only, deduplicated.
+pub fn predict_experts(cfg: &MoeConfig, logits: &[f32], wg_next: &[f32], tokens: usize) -> Vec<usize> {
+    let n = cfg.layout.experts() as usize;
+    let mut out = Vec::new();
+    for t in 0..tokens {
+        let g = &logits[t * n..(t + 1) * n];
+        let mut pred: Vec<(f32, usize)> =
+            (0..n).map(|e| (wg_next[e * n..(e + 1) * n].iter().zip(g).map(|(a, b)| a * b).sum::<f32>(), e)).collect();
+        pred.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for &(_, e) in pred.iter().take(cfg.top_k as usize) {
+            if e < cfg.layout.n_ffn as usize && !out.contains(&e) {
+                out.push(e);
+            }
+        }
+    }
+    out
+}
