@@ -195,7 +195,10 @@ fn fio_bw_bytes(json: &str, rw: &str) -> Option<f64> {
     loop {
         let at = rest.find(&key)?;
         rest = &rest[at + key.len()..];
-        let after = rest.trim_start().strip_prefix(':')?.trim_start();
+        // `"read"` also appears as a value (`"rw" : "read"` in the job
+        // options): only `"read" : {` opens the statistics.
+        let Some(after) = rest.trim_start().strip_prefix(':') else { continue };
+        let after = after.trim_start();
         if after.starts_with('{') {
             rest = after;
             break;
@@ -208,7 +211,7 @@ fn fio_bw_bytes(json: &str, rw: &str) -> Option<f64> {
 }
 
 fn check_fio_parser() {
-    let sample = r#"{"fio version" : "fio-3.33", "jobs" : [ { "jobname" : "memwall",
+    let sample = r#"{"fio version" : "fio-3.33", "jobs" : [ { "jobname" : "memwall", "job options" : { "rw" : "read" },
         "read" : { "io_bytes" : 4194304, "bw_bytes" : 2147483648, "bw" : 2097152 },
         "write" : { "io_bytes" : 0, "bw_bytes" : 0 } } ],
         "disk_util" : [ { "name" : "vda", "read_ios" : 1 } ] }"#;
