@@ -39,3 +39,8 @@ for ex in examples/*.rs; do
   echo "example $name:"
   cargo run -q -p memwall --locked --features emu --example "$name"
 done
+for ex in tiers/examples/*.rs; do
+  name=$(basename "$ex" .rs)
+  echo "example tiers/$name:"
+  cargo run -q -p memwall-tiers --locked --example "$name"
+done

@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | `ddr_memcpy_gbps` | host memcpy, 64 MiB, one thread |
 //! | `cpu_pack_gbps_<block>` | CPU datatype pack of 16 MiB in `<block>`-byte blocks |
-//! | `nvme_read_gbps`, `nvme_write_gbps` | NVMe through the pager (when measured) |
+//! | `nvme_read_gbps`, `nvme_write_gbps` | NVMe through the pager (fetch into DDR, write-back from DDR) |
 //! | `h2d_gbps`, `d2h_gbps`, `d2d_gbps` | pinned host <-> device and device copies |
 //! | `gpu_pack_gbps_<block>` | GPU datatype pack |
 

@@ -71,30 +71,51 @@ pub fn measure(quick: bool, nvme_dir: Option<&Path>) -> Profile {
     p
 }
 
-/// Sequential file write and read (page cache bypassed where O_DIRECT is
-/// allowed) in `dir`.
+/// NVMe through the pager: an object written back from DDR to the NVMe
+/// tier (evict) and fetched back (fetch), with the data file in `dir`.
 fn measure_files(p: &mut Profile, dir: &Path, size: usize, budget: Duration) {
-    let path = dir.join(format!("memwall-measure-{}.bin", std::process::id()));
-    let buf = vec![7u8; size];
-    let w = step("file write (fsync)", || {
-        let mut n = 0;
+    use memwall_tiers::{Config, ObjectClass, ObjectId, ObjectSpec, Pager, Tier};
+    let dir = dir.join(format!("memwall-measure-{}", std::process::id()));
+    let pager = match Pager::new(Config::small(&dir, 2 * size as u64, 4 * size as u64)) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("  NVMe tier: {e}");
+            return;
+        }
+    };
+    let id = ObjectId(1);
+    let data = vec![7u8; size];
+    if pager.register(ObjectSpec::new(1, size, ObjectClass::Other)).and_then(|_| pager.insert(id, &data)).is_err() {
+        eprintln!("  NVMe tier: cannot write the test object");
+        return;
+    }
+    if let Some(v) = step("NVMe write (pager)", || {
+        let mut ok = true;
         let r = rate(size, budget, || {
-            if std::fs::write(&path, &buf).is_ok() {
-                if let Ok(f) = std::fs::File::open(&path) {
-                    let _ = f.sync_all();
-                }
-                n += 1;
-            }
+            // Dirty the DDR copy, then write it back to NVMe.
+            ok &= pager.pin_mut(id, Tier::Ddr).is_ok();
+            ok &= pager.evict(id, Tier::Ddr).is_ok();
         });
-        (n > 0).then_some(r)
-    });
-    if let Some(v) = w {
-        p.set("file_write_gbps", v);
+        ok.then_some(r)
+    }) {
+        p.set("nvme_write_gbps", v);
     }
-    if let Some(v) = step("file read", || Some(rate(size, budget, || drop(black_box(std::fs::read(&path)))))) {
-        p.set("file_read_gbps", v);
+    if let Some(v) = step("NVMe read (pager)", || {
+        let mut ok = true;
+        let r = rate(size, budget, || {
+            ok &= pager.fetch(id, Tier::Ddr).is_ok();
+            ok &= pager.pin(id, Tier::Ddr).is_ok();
+            // Drop the clean DDR copy again (no write), so the next fetch reads NVMe.
+            ok &= pager.evict(id, Tier::Ddr).is_ok();
+        });
+        ok.then_some(r)
+    }) {
+        p.set("nvme_read_gbps", v);
     }
-    let _ = std::fs::remove_file(&path);
+    let io = pager.stats().nvme;
+    eprintln!("  NVMe I/O: {:?}, O_DIRECT {}, {} KiB requests", io.path, io.direct, io.block_size >> 10);
+    drop(pager);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn measure_gpu(p: &mut Profile, size: usize, budget: Duration) {

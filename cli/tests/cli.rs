@@ -43,7 +43,7 @@ fn measure_writes_a_profile_and_a_trace() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let p = memwall::profile::Profile::load(&profile).unwrap();
-    for key in ["ddr_memcpy_gbps", "cpu_pack_gbps_64", "file_read_gbps", "file_write_gbps"] {
+    for key in ["ddr_memcpy_gbps", "cpu_pack_gbps_64", "nvme_read_gbps", "nvme_write_gbps"] {
         let v = p.get(key).unwrap_or_else(|| panic!("{key} missing from {p:?}"));
         assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
     }
