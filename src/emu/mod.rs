@@ -15,7 +15,7 @@ mod ffi;
 use std::ffi::{c_char, c_void, CStr, CString};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Access, KernelArg, LaunchPlan};
+use crate::gpu::{ArgValue, KernelArg, LaunchPlan};
 
 /// A host buffer bound to one slot of a plan.
 pub enum HostBind<'a> {
@@ -58,31 +58,6 @@ impl Default for Emulator {
     }
 }
 
-/// The value of one kernel argument, stored with its C type.
-enum ArgValue {
-    U32(u32),
-    I32(i32),
-    U64(u64),
-    I64(i64),
-    F32(f32),
-    F64(f64),
-    Blob([u64; 16]),
-}
-
-impl ArgValue {
-    fn ptr(&mut self) -> *mut c_void {
-        match self {
-            ArgValue::U32(v) => (v as *mut u32).cast(),
-            ArgValue::I32(v) => (v as *mut i32).cast(),
-            ArgValue::U64(v) => (v as *mut u64).cast(),
-            ArgValue::I64(v) => (v as *mut i64).cast(),
-            ArgValue::F32(v) => (v as *mut f32).cast(),
-            ArgValue::F64(v) => (v as *mut f64).cast(),
-            ArgValue::Blob(v) => v.as_mut_ptr().cast(),
-        }
-    }
-}
-
 impl Emulator {
     /// An emulator that runs blocks on as many CPU threads as there are cores.
     pub fn new() -> Self {
@@ -100,33 +75,13 @@ impl Emulator {
     /// buffer's access, length and alignment. The C++ signature of the
     /// emulated kernel is checked too.
     pub fn launch(&self, plan: &LaunchPlan, buffers: &mut [HostBind<'_>]) -> Result<()> {
-        plan.validate()?;
-        plan.check_signature()?;
+        plan.check_before_launch(buffers.len())?;
         let err = |detail: String| Error::Emulator { kernel: plan.kernel.to_string(), detail };
-        if buffers.len() != plan.buffers.len() {
-            return Err(Error::InvalidLaunch {
-                kernel: plan.kernel.to_string(),
-                detail: format!("{} buffers bound, the plan declares {}", buffers.len(), plan.buffers.len()),
-            });
-        }
         let mut addrs = Vec::with_capacity(buffers.len());
-        for (slot, (bind, want)) in buffers.iter_mut().zip(&plan.buffers).enumerate() {
-            let bad = |detail: String| Error::BufferBinding {
-                kernel: plan.kernel.to_string(),
-                slot,
-                name: want.name,
-                detail,
-            };
-            if want.access == Access::Write && matches!(bind, HostBind::Read(_)) {
-                return Err(bad("the kernel writes it, but it was bound read-only".into()));
-            }
+        for (slot, bind) in buffers.iter_mut().enumerate() {
+            let writable = matches!(bind, HostBind::Write(_));
             let (ptr, len) = bind.range();
-            if (len as u64) < want.min_bytes {
-                return Err(bad(format!("{len} bytes bound, the plan needs {}", want.min_bytes)));
-            }
-            if ptr as u64 % want.align != 0 {
-                return Err(bad(format!("address {ptr:p} is not {}-byte aligned", want.align)));
-            }
+            plan.check_binding(slot, writable, ptr as u64, len as u64)?;
             addrs.push(ptr as u64);
         }
 
@@ -148,21 +103,8 @@ impl Emulator {
             )));
         }
 
-        let mut values: Vec<ArgValue> = plan
-            .args
-            .iter()
-            .map(|a| match *a {
-                KernelArg::Buffer { slot, offset } => ArgValue::U64(addrs[slot] + offset),
-                KernelArg::U32(v) => ArgValue::U32(v),
-                KernelArg::I32(v) => ArgValue::I32(v),
-                KernelArg::U64(v) => ArgValue::U64(v),
-                KernelArg::I64(v) => ArgValue::I64(v),
-                KernelArg::F32(v) => ArgValue::F32(v),
-                KernelArg::F64(v) => ArgValue::F64(v),
-                KernelArg::Blob(b) => ArgValue::Blob(*b.words()),
-            })
-            .collect();
-        let args: Vec<*mut c_void> = values.iter_mut().map(ArgValue::ptr).collect();
+        let mut values = plan.arg_values(&addrs);
+        let args: Vec<*mut c_void> = values.iter_mut().map(ArgValue::as_mut_ptr).collect();
         let grid = [plan.grid.x, plan.grid.y, plan.grid.z];
         let block = [plan.block.x, plan.block.y, plan.block.z];
         let mut msg = vec![0 as c_char; 1024];

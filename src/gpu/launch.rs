@@ -10,7 +10,7 @@ use cudarc::driver::{
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
-use crate::gpu::plan::{Access, KernelArg, LaunchPlan};
+use crate::gpu::plan::{ArgValue, LaunchPlan};
 
 /// Dynamic shared memory a kernel may use without opting in.
 const DEFAULT_SMEM_LIMIT: u32 = 48 * 1024;
@@ -61,18 +61,6 @@ pub enum Bind<'b> {
     Write(&'b mut dyn DeviceWrite),
 }
 
-/// The scalar values of a plan's arguments, each stored with its exact C type
-/// so a pointer to it can be handed to cuLaunchKernel.
-enum ArgValue {
-    U32(u32),
-    I32(i32),
-    U64(u64),
-    I64(i64),
-    F32(f32),
-    F64(f64),
-    Blob([u64; 16]),
-}
-
 impl Gpu {
     /// Runs `plan` on `stream` with `buffers[i]` bound to slot `i`.
     ///
@@ -84,8 +72,7 @@ impl Gpu {
     /// builder computed `min_bytes` from the kernel's access pattern, which
     /// is what every plan builder in memwall does and tests.
     pub fn launch(&self, plan: &LaunchPlan, stream: &CudaStream, buffers: &mut [Bind<'_>]) -> Result<()> {
-        plan.validate()?;
-        plan.check_signature()?;
+        plan.check_before_launch(buffers.len())?;
         if plan.dynamic_smem_bytes > self.props().max_smem_per_block_optin {
             return Err(Error::InvalidLaunch {
                 kernel: plan.kernel.to_string(),
@@ -95,12 +82,6 @@ impl Gpu {
                     self.props().ordinal,
                     self.props().max_smem_per_block_optin
                 ),
-            });
-        }
-        if buffers.len() != plan.buffers.len() {
-            return Err(Error::InvalidLaunch {
-                kernel: plan.kernel.to_string(),
-                detail: format!("{} buffers bound, the plan declares {}", buffers.len(), plan.buffers.len()),
             });
         }
         let func = self.function(plan.module, plan.kernel)?;
@@ -120,44 +101,22 @@ impl Gpu {
 
         let mut addrs = Vec::with_capacity(buffers.len());
         let mut guards = Vec::with_capacity(buffers.len());
-        for (slot, (bind, want)) in buffers.iter_mut().zip(&plan.buffers).enumerate() {
-            let bad = |detail: String| Error::BufferBinding {
-                kernel: plan.kernel.to_string(),
-                slot,
-                name: want.name,
-                detail,
-            };
-            let (ptr, len, guard) = match (bind, want.access) {
-                (Bind::Read(b), Access::Read) => b.read_range(stream),
-                (Bind::Write(b), _) => b.write_range(stream),
-                (Bind::Read(_), Access::Write) => {
-                    return Err(bad("the kernel writes it, but it was bound read-only".into()))
+        for (slot, bind) in buffers.iter_mut().enumerate() {
+            let (ptr, len, guard, writable) = match bind {
+                Bind::Read(b) => {
+                    let (p, l, g) = b.read_range(stream);
+                    (p, l, g, false)
+                }
+                Bind::Write(b) => {
+                    let (p, l, g) = b.write_range(stream);
+                    (p, l, g, true)
                 }
             };
-            if (len as u64) < want.min_bytes {
-                return Err(bad(format!("{len} bytes bound, the plan needs {}", want.min_bytes)));
-            }
-            if ptr % want.align != 0 {
-                return Err(bad(format!("address {ptr:#x} is not {}-byte aligned", want.align)));
-            }
+            plan.check_binding(slot, writable, ptr, len as u64)?;
             addrs.push(ptr);
             guards.push(guard);
         }
-
-        let values: Vec<ArgValue> = plan
-            .args
-            .iter()
-            .map(|a| match *a {
-                KernelArg::Buffer { slot, offset } => ArgValue::U64(addrs[slot] + offset),
-                KernelArg::U32(v) => ArgValue::U32(v),
-                KernelArg::I32(v) => ArgValue::I32(v),
-                KernelArg::U64(v) => ArgValue::U64(v),
-                KernelArg::I64(v) => ArgValue::I64(v),
-                KernelArg::F32(v) => ArgValue::F32(v),
-                KernelArg::F64(v) => ArgValue::F64(v),
-                KernelArg::Blob(b) => ArgValue::Blob(*b.words()),
-            })
-            .collect();
+        let values = plan.arg_values(&addrs);
         let mut builder = stream.launch_builder(&func);
         for v in &values {
             match v {

@@ -17,7 +17,9 @@ mod test;
 pub use device::{device_count, driver_present, driver_version, DeviceProps, Gpu, MIN_DRIVER_CUDA_VERSION};
 pub use launch::{Bind, DeviceRead, DeviceWrite};
 pub use pinned::{MappedView, PinnedBuffer, PinnedKind};
-pub use plan::{Access, Blob, BufferUse, Dim3, KernelArg, LaunchPlan, MAX_DYNAMIC_SMEM_BYTES, MAX_THREADS_PER_BLOCK};
+pub use plan::{
+    Access, ArgValue, Blob, BufferUse, Dim3, KernelArg, LaunchPlan, MAX_DYNAMIC_SMEM_BYTES, MAX_THREADS_PER_BLOCK,
+};
 pub use require::{gpu_or_skip, gpu_required, report_skip, REQUIRE_GPU_ENV};
 
 /// Re-export of the cudarc driver API memwall's signatures use, so users need

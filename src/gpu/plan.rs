@@ -148,6 +148,41 @@ impl KernelArg {
     }
 }
 
+/// An argument's value in its C type, with buffer slots resolved to
+/// addresses: what an executor hands the kernel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ArgValue {
+    /// `uint32_t`.
+    U32(u32),
+    /// `int32_t`.
+    I32(i32),
+    /// `uint64_t`, and buffer addresses.
+    U64(u64),
+    /// `int64_t`.
+    I64(i64),
+    /// `float`.
+    F32(f32),
+    /// `double`.
+    F64(f64),
+    /// A by-value struct (the kernel reads its first bytes).
+    Blob([u64; 16]),
+}
+
+impl ArgValue {
+    /// A pointer to the value, as kernel launch APIs take arguments.
+    pub fn as_mut_ptr(&mut self) -> *mut std::ffi::c_void {
+        match self {
+            ArgValue::U32(v) => (v as *mut u32).cast(),
+            ArgValue::I32(v) => (v as *mut i32).cast(),
+            ArgValue::U64(v) => (v as *mut u64).cast(),
+            ArgValue::I64(v) => (v as *mut i64).cast(),
+            ArgValue::F32(v) => (v as *mut f32).cast(),
+            ArgValue::F64(v) => (v as *mut f64).cast(),
+            ArgValue::Blob(v) => v.as_mut_ptr().cast(),
+        }
+    }
+}
+
 /// The most threads a block may have on any supported GPU.
 pub const MAX_THREADS_PER_BLOCK: u64 = 1024;
 /// The most dynamic shared memory a block may opt into on any supported GPU
@@ -242,6 +277,55 @@ impl LaunchPlan {
             }
         }
         Ok(())
+    }
+
+    /// What every executor checks before binding: the plan's consistency,
+    /// its signature, and that `bound` buffers match the declared slots.
+    pub fn check_before_launch(&self, bound: usize) -> Result<()> {
+        self.validate()?;
+        self.check_signature()?;
+        if bound != self.buffers.len() {
+            return Err(Error::InvalidLaunch {
+                kernel: self.kernel.to_string(),
+                detail: format!("{bound} buffers bound, the plan declares {}", self.buffers.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks the buffer bound to `slot`: write access where the kernel
+    /// writes, at least the declared bytes, the declared alignment.
+    pub fn check_binding(&self, slot: usize, writable: bool, addr: u64, len: u64) -> Result<()> {
+        let want = &self.buffers[slot];
+        let bad =
+            |detail: String| Error::BufferBinding { kernel: self.kernel.to_string(), slot, name: want.name, detail };
+        if want.access == Access::Write && !writable {
+            return Err(bad("the kernel writes it, but it was bound read-only".into()));
+        }
+        if len < want.min_bytes {
+            return Err(bad(format!("{len} bytes bound, the plan needs {}", want.min_bytes)));
+        }
+        if addr % want.align != 0 {
+            return Err(bad(format!("address {addr:#x} is not {}-byte aligned", want.align)));
+        }
+        Ok(())
+    }
+
+    /// The argument values, with buffer slot `i` at address `addrs[i]`.
+    pub fn arg_values(&self, addrs: &[u64]) -> Vec<ArgValue> {
+        self.args
+            .iter()
+            .map(|a| match *a {
+                KernelArg::Buffer { slot, offset } => ArgValue::U64(addrs[slot] + offset),
+                KernelArg::U32(v) => ArgValue::U32(v),
+                KernelArg::I32(v) => ArgValue::I32(v),
+                KernelArg::U64(v) => ArgValue::U64(v),
+                KernelArg::I64(v) => ArgValue::I64(v),
+                KernelArg::F32(v) => ArgValue::F32(v),
+                KernelArg::F64(v) => ArgValue::F64(v),
+                KernelArg::Blob(b) => ArgValue::Blob(*b.words()),
+            })
+            .collect()
     }
 
     /// Total threads launched.

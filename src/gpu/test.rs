@@ -121,3 +121,26 @@ fn without_a_driver_gpu_new_is_an_error_not_a_panic() {
     assert!(matches!(device_count(), Err(crate::Error::NoDriver)));
     assert!(matches!(driver_version(), Err(crate::Error::NoDriver)));
 }
+
+#[test]
+fn bindings_are_checked_for_access_length_and_alignment() {
+    let mut p = plan();
+    p.buffers[1].min_bytes = 64;
+    p.buffers[1].align = 16;
+    p.check_before_launch(2).unwrap();
+    let e = p.check_before_launch(3).unwrap_err().to_string();
+    assert!(e.contains("3 buffers bound, the plan declares 2"), "{e}");
+    p.check_binding(1, true, 0x1000, 64).unwrap();
+    let e = p.check_binding(1, false, 0x1000, 64).unwrap_err().to_string();
+    assert!(e.contains("buffer 1 (dst)") && e.contains("bound read-only"), "{e}");
+    let e = p.check_binding(1, true, 0x1000, 63).unwrap_err().to_string();
+    assert!(e.contains("63 bytes bound, the plan needs 64"), "{e}");
+    let e = p.check_binding(1, true, 0x1008, 64).unwrap_err().to_string();
+    assert!(e.contains("address 0x1008 is not 16-byte aligned"), "{e}");
+    // Read slots accept writable buffers; values resolve buffer slots.
+    p.check_binding(0, true, 0x2000, 1).unwrap();
+    let v = p.arg_values(&[0x2000, 0x3000]);
+    assert_eq!(v[0], ArgValue::U64(0x2000));
+    assert_eq!(v[1], ArgValue::U64(0x3000));
+    assert_eq!(v[2], ArgValue::U64(1));
+}
