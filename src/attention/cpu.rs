@@ -7,8 +7,9 @@ use crate::parallel::{parallel_ranges, SyncSliceExt};
 
 use super::shape::PrefillShape;
 
-fn check_buffers<T>(s: &PrefillShape<'_>, q: &[T], k: &[T], v: &[T], o: &[T], lse: &[f32]) -> Result<()> {
+fn check_buffers<T: Element>(s: &PrefillShape<'_>, q: &[T], k: &[T], v: &[T], o: &[T], lse: &[f32]) -> Result<()> {
     s.validate()?;
+    super::shape::check_element::<T>(s.dtype)?;
     let (eq, ek, ev, eo) = s.extents();
     for (name, got, need) in [
         ("q", q.len(), eq),

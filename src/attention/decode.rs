@@ -202,8 +202,9 @@ pub fn decode_plans(s: &DecodeShape<'_>, splits: u32) -> Result<(LaunchPlan, Lau
     Ok((split, merge))
 }
 
-fn check_tensors<T>(s: &DecodeShape<'_>, q: &[T], k: &[T], v: &[T], out: &[T], lse: &[f32]) -> Result<()> {
+fn check_tensors<T: Element>(s: &DecodeShape<'_>, q: &[T], k: &[T], v: &[T], out: &[T], lse: &[f32]) -> Result<()> {
     s.validate()?;
+    super::shape::check_element::<T>(s.dtype)?;
     for (name, got, need) in [
         ("q", q.len(), s.q_len()),
         ("k_cache", k.len(), s.cache_len()),

@@ -103,9 +103,7 @@ pub fn prefill_emu<T: Element>(
     lse: &mut [f32],
 ) -> Result<()> {
     use crate::emu::HostBind as H;
-    if T::DTYPE != s.dtype {
-        return Err(Error::invalid("element type", format!("{:?}", T::DTYPE), format!("the shape says {:?}", s.dtype)));
-    }
+    super::shape::check_element::<T>(s.dtype)?;
     let plan = prefill_plan(s)?;
     let zero = [0i32];
     let (cq, ck) = s.varlen.map_or((&zero[..], &zero[..]), |v| (v.cu_seqlens_q, v.cu_seqlens_k));

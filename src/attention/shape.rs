@@ -78,6 +78,14 @@ pub struct PrefillShape<'a> {
     pub varlen: Option<Varlen<'a>>,
 }
 
+/// Checks that the element type `T` is the shape's dtype.
+pub(crate) fn check_element<T: crate::dtype::Element>(dtype: Dtype) -> Result<()> {
+    if T::DTYPE != dtype {
+        return Err(Error::invalid("element type", format!("{:?}", T::DTYPE), format!("the shape says {dtype:?}")));
+    }
+    Ok(())
+}
+
 /// Head dimensions the prefill kernels are built for.
 pub const PREFILL_HEAD_DIMS: [u32; 2] = [64, 128];
 

@@ -150,6 +150,10 @@ fn bad_shapes_are_errors() {
     let bad = [0, 9, 12];
     s.varlen = Some(Varlen { cu_seqlens_q: &bad, cu_seqlens_k: &bad });
     assert!(s.validate().unwrap_err().to_string().contains("cu_seqlens_q"));
+    let s = PrefillShape::dense(1, 2, 1, 64, 8, 8, Dtype::BF16);
+    let x = vec![f16::ONE; 1024];
+    let err = prefill(&s, &x, &x, &x, &mut x.clone(), &mut [0.0; 16]).unwrap_err().to_string();
+    assert!(err.contains("element type = F16: the shape says BF16"), "{err}");
     let s = PrefillShape::dense(1, 2, 1, 64, 8, 8, Dtype::F16);
     let (q, k) = (vec![f16::ONE; 1024], vec![f16::ONE; 511]);
     let mut o = vec![f16::ZERO; 1024];
