@@ -51,7 +51,8 @@ cargo bench --workspace --no-run --locked --message-format=json | collect |
     if [[ $kind == bench ]]; then cp "$path" "$bundle/benches/$name"; fi
   done
 cargo build --release --locked --bin memwall
-cp target/release/memwall "$bundle/bin/memwall"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+cp "$target_dir/release/memwall" "$bundle/bin/memwall"
 strip "$bundle"/tests/* "$bundle"/benches/* "$bundle"/bin/* 2>/dev/null || true
 cp scripts/gpu-suite-run.sh "$bundle/run.sh"
 chmod +x "$bundle/run.sh"
