@@ -41,7 +41,7 @@ for line in sys.stdin:
 echo "gpu-bundle: building test binaries" >&2
 cargo test --workspace --all-targets --release --no-run --locked --message-format=json | collect |
   while read -r kind name path; do
-    if [[ $kind == bench ]]; then continue; fi # built below, in bench mode
+    if [[ $kind == bench || $kind == example ]]; then continue; fi # benches: built below; examples: CPU demos
     if [[ $kind == bin ]]; then name="bin_$name"; fi
     cp "$path" "$bundle/tests/$name"
   done
