@@ -3,33 +3,25 @@
 #
 #   scripts/test.sh
 #
-# Installs missing system packages first (Debian/Ubuntu, as root or with sudo),
-# then builds and runs all unit, integration, doc and bench-smoke tests. GPU
+# Installs missing system packages first (scripts/install-deps.sh: g++,
+# python3-pip, Open MPI; Debian/Ubuntu, as root or with sudo), then builds and
+# runs all unit, integration, doc and bench-smoke tests and the examples. GPU
 # tests skip with a `MEMWALL-SKIP` line where there is no CUDA driver; set
-# MEMWALL_REQUIRE_GPU=1 to make that a failure. No nvcc is needed: the
-# committed ptx/ is used after its freshness check.
+# MEMWALL_REQUIRE_GPU=1 to make that a failure. MPI tests are required (the
+# script installs Open MPI). No nvcc is needed: the committed ptx/ is used
+# after its freshness check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Commands the tests need, and the Debian package that provides each.
-declare -A NEED=([g++]=g++ [python3]=python3 [pip3]=python3-pip)
-missing=()
-for cmd in "${!NEED[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
-done
-if ((${#missing[@]})); then
-  echo "test.sh: installing ${missing[*]}" >&2
-  sudo=""
-  [[ $(id -u) -ne 0 ]] && sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
+scripts/install-deps.sh
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "test.sh: cargo not found; install Rust with rustup (https://rustup.rs)" >&2
   exit 1
 fi
 
+# MPI was installed above, so the interposer's mpirun tests must run.
+export MEMWALL_REQUIRE_MPI=${MEMWALL_REQUIRE_MPI:-1}
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
