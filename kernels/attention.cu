@@ -49,6 +49,7 @@ struct PrefillTraits;
 template <>
 struct PrefillTraits<64> {
   static constexpr int kHeadDim = 64, kBlockM = 64, kBlockN = 64, kWarps = 4;
+  static constexpr bool kQInRegs = true;
 };
 
 // hd 128: 64 x 32 tiles. Q 16 KiB + 2 x (K 8 KiB + V 8 KiB) = 48 KiB: BLOCK_N 64
@@ -57,6 +58,17 @@ struct PrefillTraits<64> {
 template <>
 struct PrefillTraits<128> {
   static constexpr int kHeadDim = 128, kBlockM = 64, kBlockN = 32, kWarps = 4;
+  static constexpr bool kQInRegs = true;
+};
+
+// hd 256: 64 x 32 tiles; Q 32 KiB + 2 x (K 16 KiB + V 16 KiB) = 96 KiB (the
+// launch opts in). 128 O accumulators per thread leave no room for Q's 64
+// fragment registers, so Q fragments are re-read from shared memory with
+// ldmatrix at every use (as FlashAttention-2 does for this head dim).
+template <>
+struct PrefillTraits<256> {
+  static constexpr int kHeadDim = 256, kBlockM = 64, kBlockN = 32, kWarps = 4;
+  static constexpr bool kQInRegs = false;
 };
 
 // Offset, in elements, of (row, col) in a swizzled tile with `HeadDim`
@@ -168,15 +180,17 @@ __device__ __forceinline__ void attention_prefill(const AttnParams& p, const T* 
   const int g = lane / 4, t4 = lane % 4;
   const int r0 = warp * 16;
 
-  // Q fragments (A operand) for every 16-wide slice of the head dimension.
+  // Q fragments (A operand) for every 16-wide slice of the head dimension,
+  // kept in registers where the traits say they fit.
   memwall::cp_async_wait<1>();
   __syncthreads();
-  uint32_t qf[kD / 16][4];
+  constexpr bool kQInRegs = Tr::kQInRegs;
+  const int q_row = r0 + (lane % 8) + 8 * ((lane / 8) % 2);
+  uint32_t qf[kQInRegs ? kD / 16 : 1][4];
+  if (kQInRegs) {
 #pragma unroll
-  for (int kk = 0; kk < kD / 16; ++kk) {
-    const int row = r0 + (lane % 8) + 8 * ((lane / 8) % 2);
-    const int col = kk * 16 + 8 * (lane / 16);
-    memwall::ldmatrix_x4(qf[kk], sq + swz<kD>(row, col));
+    for (int kk = 0; kk < (kQInRegs ? kD / 16 : 0); ++kk)
+      memwall::ldmatrix_x4(qf[kk], sq + swz<kD>(q_row, kk * 16 + 8 * (lane / 16)));
   }
 
   float acc_o[kD / 8][4];
@@ -217,7 +231,13 @@ __device__ __forceinline__ void attention_prefill(const AttnParams& p, const T* 
         const int row = nt * 8 + (lane % 8);
         const int col = kk * 16 + 8 * ((lane / 8) % 2);
         memwall::ldmatrix_x2(bf, kt + swz<kD>(row, col));
-        mma<T>(s[nt], qf[kk], bf);
+        if (kQInRegs) {
+          mma<T>(s[nt], qf[kQInRegs ? kk : 0], bf);
+        } else {
+          uint32_t qa[4];
+          memwall::ldmatrix_x4(qa, sq + swz<kD>(q_row, kk * 16 + 8 * (lane / 16)));
+          mma<T>(s[nt], qa, bf);
+        }
       }
     }
 
@@ -325,3 +345,5 @@ MEMWALL_ATTN_PREFILL_ENTRY(memwall_attn_prefill_f16_hd64, __half, 64)
 MEMWALL_ATTN_PREFILL_ENTRY(memwall_attn_prefill_bf16_hd64, __nv_bfloat16, 64)
 MEMWALL_ATTN_PREFILL_ENTRY(memwall_attn_prefill_f16_hd128, __half, 128)
 MEMWALL_ATTN_PREFILL_ENTRY(memwall_attn_prefill_bf16_hd128, __nv_bfloat16, 128)
+MEMWALL_ATTN_PREFILL_ENTRY(memwall_attn_prefill_f16_hd256, __half, 256)
+MEMWALL_ATTN_PREFILL_ENTRY(memwall_attn_prefill_bf16_hd256, __nv_bfloat16, 256)

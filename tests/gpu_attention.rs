@@ -49,7 +49,7 @@ fn prefill_case<T: Element>(gpu: &memwall::gpu::Gpu, s: &PrefillShape<'_>, what:
 #[test]
 fn gpu_prefill_matches_the_reference() {
     let Some(gpu) = gpu_or_skip("gpu_prefill_matches_the_reference") else { return };
-    for hd in [64, 128] {
+    for hd in [64, 128, 256] {
         for causal in [false, true] {
             let mut s = PrefillShape::dense(2, 8, 2, hd, 1000, 1000, Dtype::F16);
             s.causal = causal;

@@ -6,6 +6,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{Access, Blob, BufferUse, Dim3, KernelArg, LaunchPlan};
 use crate::parallel::{parallel_ranges, SyncSliceExt};
 
+/// Head dimensions the decode kernels are built for.
+pub const DECODE_HEAD_DIMS: [u32; 2] = [64, 128];
+
 /// Query heads a decode block handles at once (they share one kv head).
 pub const DECODE_HEAD_CHUNK: u32 = 8;
 
@@ -56,8 +59,8 @@ impl DecodeShape<'_> {
 
     /// Checks the shape and every block-table entry a sequence uses.
     pub fn validate(&self) -> Result<()> {
-        if !super::PREFILL_HEAD_DIMS.contains(&self.head_dim) {
-            return Err(Error::invalid("head_dim", self.head_dim, "decode supports 64 and 128"));
+        if !DECODE_HEAD_DIMS.contains(&self.head_dim) {
+            return Err(Error::invalid("head_dim", self.head_dim, format!("decode supports {DECODE_HEAD_DIMS:?}")));
         }
         if self.dtype == Dtype::F32 {
             return Err(Error::invalid("dtype", "F32", "attention takes f16 or bf16"));

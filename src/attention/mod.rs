@@ -1,7 +1,7 @@
 //! Fused attention: FlashAttention-2-style prefill (forward) and decode over
 //! a paged KV cache, on the GPU, the emulator and the CPU.
 //!
-//! Prefill: f16/bf16, head dims 64 and 128, causal or not, GQA/MQA, explicit
+//! Prefill: f16/bf16, head dims 64, 128 and 256, causal or not, GQA/MQA, explicit
 //! strides, variable-length batches, log-sum-exp per row ([`PrefillShape`],
 //! [`prefill_plan`], [`prefill`] on the CPU, [`prefill_reference`] in f64).
 //!
@@ -21,7 +21,7 @@ mod test;
 pub use cpu::{prefill, prefill_reference};
 #[cfg(feature = "emu")]
 pub use decode::decode_emu;
-pub use decode::{decode, decode_plans, decode_reference, DecodeShape, DECODE_HEAD_CHUNK};
+pub use decode::{decode, decode_plans, decode_reference, DecodeShape, DECODE_HEAD_CHUNK, DECODE_HEAD_DIMS};
 pub use device::{decode_gpu, prefill_gpu};
 #[cfg(feature = "emu")]
 pub use prefill::prefill_emu;

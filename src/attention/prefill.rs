@@ -9,6 +9,9 @@
 //! - hd 128: 64 x 32. 48 KiB exactly; 64 keys would need 80 KiB and twice
 //!   the S registers next to 64 O accumulators per thread (166 registers
 //!   now, no spills).
+//! - hd 256: 64 x 32, 96 KiB (opted in at launch). Q fragments are re-read
+//!   from shared memory at each use: in registers they would take 64 more
+//!   next to 128 O accumulators (232 registers now, no spills).
 
 use crate::dtype::Dtype;
 #[cfg(feature = "emu")]
@@ -63,6 +66,8 @@ pub fn prefill_plan(s: &PrefillShape<'_>) -> Result<LaunchPlan> {
         (Dtype::BF16, 64) => "memwall_attn_prefill_bf16_hd64",
         (Dtype::F16, 128) => "memwall_attn_prefill_f16_hd128",
         (Dtype::BF16, 128) => "memwall_attn_prefill_bf16_hd128",
+        (Dtype::F16, 256) => "memwall_attn_prefill_f16_hd256",
+        (Dtype::BF16, 256) => "memwall_attn_prefill_bf16_hd256",
         (d, hd) => return Err(Error::invalid("dtype/head_dim", format!("{d:?}/{hd}"), "no prefill kernel")),
     };
     let (eq, ek, ev, eo) = s.extents();
@@ -114,7 +119,7 @@ pub fn prefill_emu<T: Element>(
 pub(crate) fn sample_plans() -> Vec<LaunchPlan> {
     let mut out = Vec::new();
     for dt in [Dtype::F16, Dtype::BF16] {
-        for hd in [64, 128] {
+        for hd in [64, 128, 256] {
             out.push(prefill_plan(&PrefillShape::dense(1, 2, 1, hd, 70, 70, dt)).expect("sample plan"));
         }
     }

@@ -54,7 +54,7 @@ pub struct PrefillShape<'a> {
     pub heads: u32,
     /// Key/value heads (divides `heads`: GQA, or 1: MQA).
     pub kv_heads: u32,
-    /// Head dimension: 64 or 128.
+    /// Head dimension: 64, 128 or 256.
     pub head_dim: u32,
     /// Query length (fixed-length batches; the longest with `varlen`).
     pub seqlen_q: u32,
@@ -87,7 +87,7 @@ pub(crate) fn check_element<T: crate::dtype::Element>(dtype: Dtype) -> Result<()
 }
 
 /// Head dimensions the prefill kernels are built for.
-pub const PREFILL_HEAD_DIMS: [u32; 2] = [64, 128];
+pub const PREFILL_HEAD_DIMS: [u32; 3] = [64, 128, 256];
 
 impl<'a> PrefillShape<'a> {
     /// A dense, fixed-length call with the default scale.
