@@ -25,6 +25,19 @@ pub enum TierError {
         reason: String,
     },
 
+    /// An extent given to [`crate::Pager::adopt`] does not fit this pager.
+    #[error("{id}: cannot adopt the NVMe extent at offset {offset} ({len} bytes): {reason}")]
+    BadExtent {
+        /// The object.
+        id: ObjectId,
+        /// The extent's offset in the data file.
+        offset: u64,
+        /// The extent's length.
+        len: u64,
+        /// Why it was refused (overlap, size, block size, checksum count).
+        reason: String,
+    },
+
     /// No object with this id is registered.
     #[error("{id} is not registered")]
     UnknownObject {

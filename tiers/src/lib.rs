@@ -25,7 +25,13 @@
 //! The configuration ([`Config`]) has an embedded default,
 //! [`config::DEFAULT_CONFIG`]; [`nvme::FaultInjector`] lets tests make the
 //! NVMe tier fail with ENOSPC, EIO or short transfers.
+//!
+//! [`clients`] holds the pager's users: an MoE expert cache with
+//! prediction-driven prefetch, a ZeRO-Infinity-style AdamW offload that
+//! restarts from its NVMe files, and a paged KV cache with copy-on-write
+//! prefix sharing and whole-sequence swap.
 
+pub mod clients;
 pub mod config;
 pub mod ddr;
 mod error;
@@ -38,6 +44,7 @@ mod tier;
 
 pub use config::Config;
 pub use error::{Result, TierError};
+pub use nvme::NvmeExtent;
 pub use object::{ObjectClass, ObjectId, ObjectSpec, ObjectStatus};
 pub use pager::{Pager, PagerStats, PinGuard, PinMutGuard, Ticket, TierStats};
 pub use tier::Tier;

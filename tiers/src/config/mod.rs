@@ -85,6 +85,11 @@ pub struct DdrConfig {
 pub struct NvmeConfig {
     /// Folder of the data file (created if missing).
     pub dir: PathBuf,
+    /// A named, persistent data file: opened (created when missing, never
+    /// truncated) and kept when the pager drops, so a later pager can adopt
+    /// the extents an earlier one wrote ([`crate::Pager::adopt`]). `None`: a
+    /// fresh, uniquely named file in `dir`, removed when the pager drops.
+    pub file: Option<PathBuf>,
     /// Auto: half of the file system's free space.
     pub capacity: Capacity,
     /// io_uring or pread/pwrite.
@@ -128,6 +133,7 @@ impl Default for Config {
             ddr: DdrConfig { capacity: Capacity::Auto, pinned: Toggle::Auto },
             nvme: NvmeConfig {
                 dir: std::env::temp_dir().join("memwall-tiers"),
+                file: None,
                 capacity: Capacity::Auto,
                 io: IoEngineChoice::Auto,
                 direct: Toggle::Auto,
@@ -189,6 +195,10 @@ impl Config {
         }
         if n.dir.as_os_str().is_empty() {
             return Err(TierError::config("nvme.dir", "", "must name a folder"));
+        }
+        if n.file.as_ref().is_some_and(|f| f.as_os_str().is_empty() || f.file_name().is_none()) {
+            let shown = n.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+            return Err(TierError::config("nvme.file", shown, "must name a file (or none)"));
         }
         if self.prefetch_workers == 0 || self.prefetch_workers > MAX_PREFETCH_WORKERS {
             return Err(TierError::config(

@@ -32,6 +32,7 @@ fn set(c: &mut Config, key: &str, value: &str) -> Result<()> {
         "ddr.capacity" => c.ddr.capacity = capacity(key, value)?,
         "ddr.pinned" => c.ddr.pinned = toggle(key, value)?,
         "nvme.dir" => c.nvme.dir = dir(key, value)?,
+        "nvme.file" => c.nvme.file = if value == "none" { None } else { Some(dir(key, value)?) },
         "nvme.capacity" => c.nvme.capacity = capacity(key, value)?,
         "nvme.io" => {
             c.nvme.io = match value {

@@ -8,6 +8,7 @@ fn embedded_default_text_equals_default_struct() {
     assert_eq!(parsed.ddr, d.ddr);
     assert_eq!(parsed.nvme.dir, d.nvme.dir);
     assert_eq!(parsed.nvme.dir, std::env::temp_dir().join("memwall-tiers"));
+    assert_eq!(parsed.nvme.file, None);
     assert_eq!(parsed.nvme.capacity, d.nvme.capacity);
     assert_eq!(parsed.nvme.io, d.nvme.io);
     assert_eq!(parsed.nvme.direct, d.nvme.direct);
@@ -38,6 +39,13 @@ fn text_overrides_apply_over_the_default() {
     assert_eq!(c.nvme.memlock_budget, Some(64 << 10));
     assert!(!c.nvme.register_buffers);
     assert_eq!(c.nvme.direct, Toggle::Off);
+    assert_eq!(c.nvme.file, None);
+    let named = Config::from_text("nvme.file = {temp}/state.data").unwrap();
+    assert_eq!(named.nvme.file, Some(std::env::temp_dir().join("state.data")));
+    assert_eq!(Config::from_text("nvme.file = /a/b\nnvme.file = none").unwrap().nvme.file, None);
+    let (k, v, r) = config_err("nvme.file = /");
+    assert_eq!((k.as_str(), v.as_str()), ("nvme.file", "/"));
+    assert!(r.contains("must name a file"), "{r}");
     // Untouched keys keep the default.
     assert_eq!(c.prefetch_workers, 2);
 }

@@ -28,6 +28,34 @@ impl ExtentAllocator {
         off
     }
 
+    /// Marks `len` bytes at `off` as in use (an extent adopted from an
+    /// earlier pager's file). Fails, changing nothing, when any of them is
+    /// in use already.
+    pub(crate) fn reserve(&mut self, off: u64, len: u64) -> Result<(), &'static str> {
+        let end = off.checked_add(len).ok_or("offset + length overflows")?;
+        if off >= self.end {
+            let gap = (self.end, off - self.end);
+            self.end = end;
+            if gap.1 > 0 {
+                // The gap before the extent becomes free space.
+                self.free(gap.0, gap.1);
+            }
+            return Ok(());
+        }
+        let (&foff, &flen) = self.free.range(..=off).next_back().ok_or("overlaps an extent in use")?;
+        if foff + flen < end {
+            return Err("overlaps an extent in use");
+        }
+        self.free.remove(&foff);
+        if off > foff {
+            self.free.insert(foff, off - foff);
+        }
+        if foff + flen > end {
+            self.free.insert(end, foff + flen - end);
+        }
+        Ok(())
+    }
+
     /// Returns `len` bytes at `off`, merging with free neighbours; a range
     /// ending at the end of the file shrinks the file's extent instead.
     pub(crate) fn free(&mut self, off: u64, len: u64) {

@@ -99,6 +99,29 @@ impl NvmeCopy {
     }
 }
 
+/// Where an object's NVMe copy lies in the data file, and its blocks'
+/// checksums: what a client records (e.g. in a manifest) to adopt the copy
+/// again in a later pager over the same, persistent file
+/// ([`crate::Pager::nvme_extent`], [`crate::Pager::adopt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvmeExtent {
+    /// Byte offset in the data file (a multiple of [`ALIGN`]).
+    pub offset: u64,
+    /// Bytes the extent takes: the object's size padded to whole pages.
+    pub len: u64,
+    /// Bytes per checksummed block (`nvme.block_size` when it was written).
+    pub block_size: usize,
+    /// crc32 of each block, in order (the last block may be shorter).
+    pub crcs: Vec<u32>,
+}
+
+impl NvmeCopy {
+    /// The extent, for [`NvmeExtent`].
+    pub(crate) fn extent(&self, block_size: usize) -> NvmeExtent {
+        NvmeExtent { offset: self.offset, len: self.len as u64, block_size, crcs: self.crcs.clone() }
+    }
+}
+
 struct IoState {
     file: DataFile,
     engine: Engine,
@@ -120,7 +143,7 @@ pub(crate) struct NvmeStore {
 impl NvmeStore {
     /// Creates the data file in `cfg.dir` and picks the I/O engine.
     pub(crate) fn open(cfg: &NvmeConfig) -> Result<Self> {
-        let (file, direct_note) = DataFile::create(&cfg.dir, cfg.direct)?;
+        let (file, direct_note) = DataFile::create(&cfg.dir, cfg.direct, cfg.file.as_deref())?;
         let mut notes: Vec<String> = direct_note.into_iter().collect();
         let budget = cfg.memlock_budget.unwrap_or_else(default_memlock_budget);
         let engine = match cfg.io {
@@ -220,6 +243,35 @@ impl NvmeStore {
     /// possible.
     fn slot_for(&self, block: &HostBlock) -> Option<u16> {
         self.registrar.as_ref()?.slot_for(block)
+    }
+
+    /// Takes over an extent an earlier pager wrote to this (persistent)
+    /// file: checks its shape against this store and reserves its range.
+    /// `Err(reason)` when it does not fit.
+    pub(crate) fn adopt(&self, extent: &NvmeExtent, padded: usize) -> std::result::Result<NvmeCopy, String> {
+        if extent.block_size != self.block {
+            return Err(format!(
+                "written with block size {}, but this pager's nvme.block_size is {}",
+                extent.block_size, self.block
+            ));
+        }
+        if extent.len != padded as u64 {
+            return Err(format!("length {} differs from the object's padded size {padded}", extent.len));
+        }
+        if extent.offset % ALIGN as u64 != 0 {
+            return Err(format!("offset {} is not a multiple of {ALIGN}", extent.offset));
+        }
+        let blocks = padded.div_ceil(self.block);
+        if extent.crcs.len() != blocks {
+            return Err(format!("{} block checksums given, {blocks} expected", extent.crcs.len()));
+        }
+        self.extents.lock().reserve(extent.offset, extent.len).map_err(|r| r.to_string())?;
+        Ok(NvmeCopy { offset: extent.offset, len: padded, crcs: extent.crcs.clone() })
+    }
+
+    /// The block size checksums are taken over.
+    pub(crate) fn block_size(&self) -> usize {
+        self.block
     }
 
     /// Frees `copy`'s extent.

@@ -45,6 +45,29 @@ fn extents_coalesce_and_shrink_the_file() {
 }
 
 #[test]
+fn reserved_extents_carve_free_space_and_refuse_overlaps() {
+    let mut a = ExtentAllocator::default();
+    // Past the end: the gap becomes free space.
+    a.reserve(8192, 4096).unwrap();
+    assert_eq!((a.end(), a.free_bytes()), (12288, 8192));
+    a.reserve(0, 4096).unwrap();
+    assert_eq!(a.free_bytes(), 4096);
+    assert!(a.reserve(0, 4096).is_err(), "in use");
+    assert!(a.reserve(4096, 8192).is_err(), "runs into an extent in use");
+    assert_eq!(a.free_bytes(), 4096, "a refused reservation changes nothing");
+    assert_eq!(a.alloc(4096), 4096, "the hole left is still allocatable");
+    assert_eq!(a.alloc(4096), 12288);
+    assert!(a.reserve(u64::MAX - 10, 4096).is_err());
+    // In the middle of a larger free range: both sides stay free.
+    let mut b = ExtentAllocator::default();
+    b.reserve(40960, 4096).unwrap();
+    b.reserve(8192, 4096).unwrap();
+    assert_eq!(b.free_bytes(), 36864);
+    assert_eq!(b.alloc(8192), 0);
+    assert_eq!(b.alloc(8192), 12288);
+}
+
+#[test]
 fn every_engine_round_trips_and_verifies() {
     for (name, io, budget) in variants() {
         let dir = tempfile::tempdir().unwrap();
@@ -299,4 +322,32 @@ fn the_data_file_is_removed_with_the_store() {
     assert!(path.exists());
     drop(store);
     assert!(!path.exists());
+}
+
+#[test]
+fn a_named_data_file_is_kept_and_reopened_without_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(dir.path(), IoEngineChoice::Auto);
+    c.file = Some(dir.path().join("keep.data"));
+    let store = NvmeStore::open(&c).unwrap();
+    let copy = store.write(&pattern(20_000, 5)).unwrap();
+    let extent = copy.extent(store.block_size());
+    store.sync().unwrap();
+    drop(store);
+    assert!(dir.path().join("keep.data").exists());
+    let store = NvmeStore::open(&c).unwrap();
+    let adopted = store.adopt(&extent, copy.len()).unwrap();
+    let mut back = HostBlock::new(20_000).unwrap();
+    store.read(&adopted, &mut back).unwrap();
+    assert_eq!(back.bytes(), pattern(20_000, 5).bytes());
+    assert!(store.adopt(&extent, copy.len()).unwrap_err().contains("overlaps"));
+    let mut wrong = extent.clone();
+    wrong.block_size *= 2;
+    assert!(store.adopt(&wrong, copy.len()).unwrap_err().contains("block size"));
+    let mut wrong = extent.clone();
+    wrong.crcs.pop();
+    assert!(store.adopt(&wrong, copy.len()).unwrap_err().contains("block checksums"));
+    assert!(store.adopt(&extent, copy.len() + 4096).unwrap_err().contains("padded size"));
+    drop(store);
+    assert!(dir.path().join("keep.data").exists());
 }

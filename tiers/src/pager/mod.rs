@@ -20,6 +20,7 @@ pub use stats::{PagerStats, TierStats};
 use self::core::Core;
 use crate::config::Config;
 use crate::error::Result;
+use crate::nvme::NvmeExtent;
 use crate::object::{ObjectId, ObjectSpec, ObjectStatus};
 use crate::policy::Policy;
 use crate::tier::Tier;
@@ -147,6 +148,32 @@ impl Pager {
     /// [`Pager::flush`] for every object; returns how many it wrote.
     pub fn flush_all(&self) -> Result<usize> {
         self.core().flush_all()
+    }
+
+    /// Forces every NVMe write done so far to the device (fdatasync on the
+    /// data file). Writes made by [`Pager::prefetch`] into [`Tier::Nvme`]
+    /// are durable after their tickets are waited for and this returns.
+    pub fn sync(&self) -> Result<()> {
+        self.core().nvme.sync()
+    }
+
+    /// Where the object's NVMe copy lies in the data file, with its blocks'
+    /// checksums; `None` when it has no NVMe copy. With a persistent data
+    /// file (`nvme.file`), a later pager takes the copy over with
+    /// [`Pager::adopt`].
+    pub fn nvme_extent(&self, id: ObjectId) -> Result<Option<NvmeExtent>> {
+        self.core().nvme_extent(id)
+    }
+
+    /// Registers an object whose only copy is `extent` of this pager's
+    /// (persistent) data file, written by an earlier pager and recorded
+    /// with [`Pager::nvme_extent`]. The extent's range is reserved; its
+    /// blocks' checksums are verified when the object is first read.
+    /// Errors: those of [`Pager::register`], and [`crate::TierError::BadExtent`]
+    /// when the extent overlaps one in use or does not match the object's
+    /// size or this pager's block size.
+    pub fn adopt(&self, spec: ObjectSpec, extent: &NvmeExtent) -> Result<()> {
+        self.core().adopt(spec, extent)
     }
 
     /// A copy of the object's bytes (pins it in DDR for the copy).

@@ -8,6 +8,7 @@ use parking_lot::RwLock;
 use super::core::{cost, Claim, Core, Entry, State};
 use super::guard::{PinGuard, PinMutGuard, ReadCopy, WriteCopy};
 use crate::error::{Result, TierError};
+use crate::nvme::NvmeExtent;
 use crate::object::{ObjectId, ObjectSpec, ObjectStatus};
 use crate::tier::Tier;
 
@@ -38,7 +39,8 @@ fn check_unpinned(e: &Entry, detail: &'static str) -> Result<()> {
 }
 
 impl Core {
-    pub(crate) fn register(&self, spec: ObjectSpec) -> Result<()> {
+    /// The checks [`Core::register`] makes before it locks the table.
+    fn check_spec(&self, spec: &ObjectSpec) -> Result<()> {
         let id = spec.id;
         if spec.size == 0 {
             return Err(TierError::ZeroSize { id });
@@ -48,6 +50,12 @@ impl Core {
         if nvme > capacity {
             return Err(TierError::TooLarge { id, size: nvme, tier: Tier::Nvme, capacity });
         }
+        Ok(())
+    }
+
+    pub(crate) fn register(&self, spec: ObjectSpec) -> Result<()> {
+        let id = spec.id;
+        self.check_spec(&spec)?;
         let mut st = self.state.lock();
         if let Some(e) = st.objects.get(&id) {
             return Err(TierError::AlreadyRegistered { id, size: e.spec.size });
@@ -220,6 +228,35 @@ impl Core {
         }
         self.nvme.sync()?;
         Ok(written)
+    }
+
+    pub(crate) fn nvme_extent(&self, id: ObjectId) -> Result<Option<NvmeExtent>> {
+        let st = self.state.lock();
+        Ok(st.entry(id)?.nvme.as_ref().map(|c| c.extent(self.nvme.block_size())))
+    }
+
+    pub(crate) fn adopt(&self, spec: ObjectSpec, extent: &NvmeExtent) -> Result<()> {
+        let id = spec.id;
+        self.check_spec(&spec)?;
+        let bytes = cost(Tier::Nvme, spec.size);
+        let bad = |reason: String| TierError::BadExtent { id, offset: extent.offset, len: extent.len, reason };
+        // One lock over the checks and the install: nobody sees the object
+        // registered without its copy.
+        let mut st = self.state.lock();
+        if let Some(e) = st.objects.get(&id) {
+            return Err(TierError::AlreadyRegistered { id, size: e.spec.size });
+        }
+        let capacity = self.capacity[Tier::Nvme.index()];
+        let used = st.used[Tier::Nvme.index()];
+        if used + bytes > capacity {
+            return Err(bad(format!("the NVMe tier has {} of {capacity} bytes free", capacity - used)));
+        }
+        let copy = self.nvme.adopt(extent, bytes as usize).map_err(bad)?;
+        st.used[Tier::Nvme.index()] += bytes;
+        let mut entry = Entry::new(spec);
+        entry.nvme = Some(Arc::new(copy));
+        st.objects.insert(id, entry);
+        Ok(())
     }
 
     pub(crate) fn status(&self, id: ObjectId) -> Result<ObjectStatus> {
