@@ -55,10 +55,13 @@ fn measure_writes_a_profile_and_a_trace() {
 #[test]
 fn demo_pages_experts_swaps_sequences_and_matches_the_non_paged_run() {
     let dir = std::env::temp_dir().join(format!("memwall-demo-test-{}", std::process::id()));
+    let trace = std::env::temp_dir().join(format!("memwall-demo-test-{}.trace", std::process::id()));
     let out = memwall()
         .args(["demo", "--layers", "2", "--heads", "2", "--ffn", "128", "--experts", "12", "--tokens", "5"])
         .args(["--sequences", "3", "--active", "2", "--swap-every", "2", "--ddr-experts", "3", "--dir"])
         .arg(&dir)
+        .arg("--routing-trace")
+        .arg(&trace)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -69,7 +72,13 @@ fn demo_pages_experts_swaps_sequences_and_matches_the_non_paged_run() {
     let nvme_line = text.lines().find(|l| l.starts_with("| Ddr:")).expect("a DDR row");
     assert!(!nvme_line.contains("/ 0 ("), "expected DDR misses: {nvme_line}");
     assert!(!text.contains("| KV swaps out / in | 0 / 0 | 0 / 0 |"), "expected swaps: {text}");
+    // The routing trace loads, and has one access per FFN expert call.
+    let t = memwall_tiers::clients::expert::Trace::load(&trace).unwrap();
+    let calls = text.lines().find(|l| l.starts_with("| FFN expert calls")).unwrap();
+    assert!(calls.contains(&format!("| {} /", t.access_count())), "{calls} vs {} accesses", t.access_count());
+    assert_eq!((t.layers, t.experts), (2, 8));
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(trace);
 }
 
 #[test]

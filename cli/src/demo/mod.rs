@@ -55,6 +55,10 @@ pub struct DemoArgs {
     /// Folder for the NVMe tier (default: a folder under the temp dir).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Write the paged run's routing trace (expert accesses and next-layer
+    /// predictions; the tier clients' policy simulator reads it).
+    #[arg(long, value_name = "FILE")]
+    pub routing_trace: Option<PathBuf>,
 }
 
 /// Prompts, one per sequence.
@@ -239,7 +243,8 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         println!("  seq {s}: {:?}", String::from_utf8_lossy(t));
     }
     let stats = pager.stats();
-    let stall = experts.stall() + swap.stall();
+    let es = experts.stats();
+    let stall = es.stall + swap.stall();
     println!();
     println!("| metric | paged | non-paged |");
     println!("| --- | --- | --- |");
@@ -252,7 +257,7 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     println!("| wall time | {:.2} s | {:.2} s |", paged.elapsed.as_secs_f64(), plain.elapsed.as_secs_f64());
     println!(
         "| compute (decode steps) | {:.2} s | {:.2} s |",
-        (paged.compute.saturating_sub(experts.stall())).as_secs_f64(),
+        (paged.compute.saturating_sub(es.stall)).as_secs_f64(),
         plain.compute.as_secs_f64()
     );
     println!("| stalls (expert fetch + KV swap) | {:.3} s | 0 |", stall.as_secs_f64());
@@ -261,6 +266,13 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         paged.expert_calls, paged.zero_computation_slots, plain.expert_calls, plain.zero_computation_slots
     );
     println!("| KV swaps out / in | {} / {} | 0 / 0 |", swap.outs(), swap.ins());
+    println!(
+        "| expert cache: hit rate, prefetch hits / misses, wasted prefetches | {:.0}%, {} / {}, {} | - |",
+        100.0 * es.hit_rate(),
+        es.prefetch_hits,
+        es.misses,
+        es.wasted_prefetches
+    );
     for t in pager.tiers() {
         let s = stats.tier(t);
         println!(
@@ -273,6 +285,11 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         );
     }
     println!("| check | {} | |", if identical { "identical tokens to the non-paged run" } else { "MISMATCH" });
+    if let Some(path) = &args.routing_trace {
+        let t = experts.take_trace().ok_or("no routing trace was recorded")?;
+        t.save(path).map_err(|e| e.to_string())?;
+        println!("routing trace: {} accesses written to {}", t.access_count(), path.display());
+    }
     drop(experts);
     drop(pager);
     if args.dir.is_none() {

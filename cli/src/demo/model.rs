@@ -81,8 +81,10 @@ pub fn expert_weights(cfg: &ModelConfig, layer: usize, e: usize) -> Vec<f32> {
 pub trait ExpertSource {
     /// Calls `f` with expert `e` of `layer` (W1 then W2, f32).
     fn with_expert(&self, layer: usize, e: usize, f: &mut dyn FnMut(&[f32])) -> Result<()>;
-    /// A hint that these experts of `layer` are needed soon.
-    fn prefetch(&self, layer: usize, experts: &[usize]);
+    /// After `layer`'s routing: its raw logits `G` (`tokens x N`) and the
+    /// next layer's gating-residual weight `W_g` predict the next layer's
+    /// experts, which a paged source prefetches.
+    fn prefetch_next(&self, layer: usize, logits: &[f32], wg_next: &[f32], tokens: usize) -> Result<()>;
 }
 
 /// All experts in memory: the non-paged reference run.
@@ -101,7 +103,9 @@ impl ExpertSource for InMemoryExperts {
         f(&self.0[layer][e]);
         Ok(())
     }
-    fn prefetch(&self, _layer: usize, _experts: &[usize]) {}
+    fn prefetch_next(&self, _layer: usize, _logits: &[f32], _wg_next: &[f32], _tokens: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 struct Layer {
@@ -291,7 +295,7 @@ impl Model {
             // The next layer's routing is predictable from these logits
             // through its W_g (the gating residual): prefetch those experts.
             if let Some(next) = self.layers.get(li + 1) {
-                experts.prefetch(li + 1, &predict_experts(&moe_cfg, &routing.next_logits, &next.wg, b));
+                experts.prefetch_next(li, &routing.next_logits, &next.wg, b)?;
             }
             let disp = moe::dispatch(&moe_cfg, &routing, b as u32);
             let rows = moe_cfg.max_rows(b as u32) as usize;
@@ -349,23 +353,4 @@ impl Model {
             .collect();
         Ok((next, stats))
     }
-}
-
-/// The next layer's likely FFN experts: top-k of `W_g G` per token (the
-/// gating residual's contribution), FFN experts only, deduplicated.
-pub fn predict_experts(cfg: &MoeConfig, logits: &[f32], wg_next: &[f32], tokens: usize) -> Vec<usize> {
-    let n = cfg.layout.experts() as usize;
-    let mut out = Vec::new();
-    for t in 0..tokens {
-        let g = &logits[t * n..(t + 1) * n];
-        let mut pred: Vec<(f32, usize)> =
-            (0..n).map(|e| (wg_next[e * n..(e + 1) * n].iter().zip(g).map(|(a, b)| a * b).sum::<f32>(), e)).collect();
-        pred.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for &(_, e) in pred.iter().take(cfg.top_k as usize) {
-            if e < cfg.layout.n_ffn as usize && !out.contains(&e) {
-                out.push(e);
-            }
-        }
-    }
-    out
 }

@@ -1,14 +1,17 @@
-//! The demo's tier clients: FFN experts paged DDR <- NVMe (HBM on a GPU
-//! machine would sit above), and KV caches of waiting sequences swapped out
-//! to the pager as one contiguous object per sequence (FastSwitch's lesson:
-//! whole groups of blocks, not block by block).
+//! The demo's tier clients: FFN experts through `memwall_tiers`'
+//! `ExpertCache` (DDR <- NVMe here; HBM on top on a GPU machine), and KV
+//! caches of waiting sequences swapped out to the pager as one contiguous
+//! object per sequence (FastSwitch's lesson: whole groups of blocks, not
+//! block by block).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use half::bf16;
 use memwall::trace;
-use memwall_tiers::{ObjectClass, ObjectId, ObjectSpec, Pager, Ticket, Tier};
+use memwall_tiers::clients::expert::{ExpertCache, ExpertCacheConfig};
+use memwall_tiers::clients::ClientError;
+use memwall_tiers::{ObjectClass, ObjectId, ObjectSpec, Pager, Tier};
 
 use super::model::{ExpertSource, InMemoryExperts, ModelConfig, SeqCache};
 
@@ -16,57 +19,55 @@ fn err(e: memwall_tiers::TierError) -> memwall::Error {
     memwall::Error::invalid("tier operation", "pager", e.to_string())
 }
 
-/// FFN experts as pager objects (class Expert), pinned in DDR while used.
-pub struct PagedExperts<'p> {
-    pager: &'p Pager,
-    n_ffn: usize,
-    stall: Mutex<Duration>,
-    tickets: Mutex<Vec<Ticket>>,
+/// FFN experts through the tier client [`ExpertCache`]: pinned in the top
+/// tier while used, the next layer's experts prefetched from the routing.
+pub struct PagedExperts {
+    cache: ExpertCache,
 }
 
-impl<'p> PagedExperts<'p> {
+fn client_err(e: ClientError) -> memwall::Error {
+    memwall::Error::invalid("expert cache", "pager", e.to_string())
+}
+
+impl PagedExperts {
     /// Registers and writes every expert (they spill to NVMe as DDR fills).
-    pub fn new(pager: &'p Pager, cfg: &ModelConfig, weights: &InMemoryExperts) -> memwall_tiers::Result<Self> {
-        let n_ffn = cfg.moe().layout.n_ffn as usize;
+    pub fn new(pager: &Pager, cfg: &ModelConfig, weights: &InMemoryExperts) -> Result<Self, ClientError> {
+        let cache = ExpertCache::new(pager.clone(), ExpertCacheConfig::new(cfg.layers, cfg.moe(), cfg.expert_bytes()))?;
         for (l, layer) in weights.0.iter().enumerate() {
             for (e, w) in layer.iter().enumerate() {
-                let id = (l * n_ffn + e) as u64;
-                pager.register(ObjectSpec::new(id, cfg.expert_bytes(), ObjectClass::Expert))?;
-                pager.insert(ObjectId(id), bytemuck::cast_slice(w))?;
+                cache.load(l, e, bytemuck::cast_slice(w))?;
             }
         }
-        Ok(PagedExperts { pager, n_ffn, stall: Mutex::new(Duration::ZERO), tickets: Mutex::new(Vec::new()) })
+        cache.reset_stats();
+        cache.start_recording();
+        Ok(PagedExperts { cache })
     }
 
-    /// Time spent waiting for experts to arrive in DDR.
-    pub fn stall(&self) -> Duration {
-        *self.stall.lock().unwrap_or_else(|p| p.into_inner())
+    /// The cache's counters (hits, prefetch hits, misses, stall).
+    pub fn stats(&self) -> memwall_tiers::clients::expert::ExpertStats {
+        self.cache.stats()
     }
 
-    fn id(&self, layer: usize, e: usize) -> ObjectId {
-        ObjectId((layer * self.n_ffn + e) as u64)
+    /// The routing trace recorded so far (accesses and predictions).
+    pub fn take_trace(&self) -> Option<memwall_tiers::clients::expert::Trace> {
+        self.cache.take_trace()
     }
 }
 
-impl ExpertSource for PagedExperts<'_> {
+impl ExpertSource for PagedExperts {
     fn with_expert(&self, layer: usize, e: usize, f: &mut dyn FnMut(&[f32])) -> memwall::Result<()> {
-        let t = Instant::now();
         let pin = {
             let _span = trace::span(format!("expert L{layer}E{e} pin"), "fetch");
-            self.pager.pin(self.id(layer, e), Tier::Ddr).map_err(err)?
+            self.cache.get(layer, e).map_err(client_err)?
         };
-        *self.stall.lock().unwrap_or_else(|p| p.into_inner()) += t.elapsed();
         let w = pin.view::<f32>().map_err(err)?;
         f(w);
         Ok(())
     }
 
-    fn prefetch(&self, layer: usize, experts: &[usize]) {
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        tickets.retain(|t| !t.is_done());
-        for &e in experts {
-            tickets.push(self.pager.prefetch(self.id(layer, e), Tier::Ddr));
-        }
+    fn prefetch_next(&self, layer: usize, logits: &[f32], wg_next: &[f32], tokens: usize) -> memwall::Result<()> {
+        let _span = trace::span(format!("prefetch for L{}", layer + 1), "fetch");
+        self.cache.prefetch_next_layer(layer, logits, wg_next, tokens).map(drop).map_err(client_err)
     }
 }
 
