@@ -2,6 +2,7 @@
 
 mod demo;
 mod measure;
+mod simulate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,17 @@ enum Command {
     /// across the memory tiers and whose waiting sequences' KV caches are
     /// swapped out; checks the tokens against a non-paged run.
     Demo(demo::DemoArgs),
+    /// Replay a routing trace (from `memwall demo --routing-trace`) through
+    /// the expert-cache policies: LRU, LFU, prediction-driven, and Belady's
+    /// offline optimum as the ceiling.
+    SimulateExperts {
+        /// The routing trace file.
+        #[arg(value_name = "TRACE")]
+        routing_trace: PathBuf,
+        /// Cache capacities in experts.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![8, 16, 32])]
+        capacity: Vec<usize>,
+    },
     /// Measure this machine's bandwidths (DDR, files, CPU and GPU pack, host
     /// <-> device copies) and write the profile the pager and the MPI
     /// interposer read.
@@ -59,6 +71,13 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("memwall demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::SimulateExperts { routing_trace, capacity } => match simulate::run(&routing_trace, &capacity) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("memwall simulate-experts: {e}");
                 ExitCode::FAILURE
             }
         },

@@ -87,3 +87,26 @@ fn demo_rejects_bad_flags() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--experts 13"));
 }
+
+#[test]
+fn simulate_experts_replays_a_trace_and_belady_is_the_ceiling() {
+    use memwall_tiers::clients::expert::{synthetic_trace, SyntheticSpec};
+    let path = std::env::temp_dir().join(format!("memwall-sim-test-{}.trace", std::process::id()));
+    let spec =
+        SyntheticSpec { layers: 4, experts: 16, top_k: 2, tokens: 4, steps: 50, skew: 1.2, accuracy: 0.7, seed: 3 };
+    synthetic_trace(&spec).save(&path).unwrap();
+    let out = memwall().args(["simulate-experts", "--capacity", "4,16"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .filter(|l| l.starts_with("| 4 ") || l.starts_with("| 16 "))
+        .map(|l| l.split('|').skip(2).filter_map(|c| c.trim().trim_end_matches('%').parse().ok()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        assert_eq!(r.len(), 4, "{text}");
+        assert!(r[..3].iter().all(|&x| x <= r[3] + 1e-9), "Belady is not the ceiling: {r:?}");
+    }
+    let _ = std::fs::remove_file(path);
+}
