@@ -89,26 +89,10 @@ inline unsigned __umulhi(unsigned a, unsigned b) { return static_cast<unsigned>(
 inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b) {
   return static_cast<unsigned long long>((static_cast<unsigned __int128>(a) * b) >> 64);
 }
-inline int __float_as_int(float f) {
-  int i;
-  memcpy(&i, &f, 4);
-  return i;
-}
-inline unsigned __float_as_uint(float f) {
-  unsigned u;
-  memcpy(&u, &f, 4);
-  return u;
-}
-inline float __int_as_float(int i) {
-  float f;
-  memcpy(&f, &i, 4);
-  return f;
-}
-inline float __uint_as_float(unsigned u) {
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
+inline unsigned __float_as_uint(float f) { return memwall_emu::f32_bits(f); }
+inline float __uint_as_float(unsigned u) { return memwall_emu::bits_f32(u); }
+inline int __float_as_int(float f) { return static_cast<int>(memwall_emu::f32_bits(f)); }
+inline float __int_as_float(int i) { return memwall_emu::bits_f32(static_cast<unsigned>(i)); }
 using std::max;
 using std::min;
 template <typename T>
