@@ -35,7 +35,7 @@ for line in sys.stdin:
             continue  # a plain binary built for integration tests, not a test harness
         name = t["name"] + "_lib" if kind == "lib" else t["name"]
         # package_id looks like "path+file:///.../tiers#memwall-tiers@0.1.0":
-        # prefix other packages' targets so names cannot collide.
+        # prefix the targets of other packages so names cannot collide.
         pkg = m["package_id"].split("#")[-1].split("@")[0]
         if kind != "lib" and pkg != "memwall":
             name = pkg.replace("memwall-", "") + "-" + name
