@@ -11,10 +11,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use memwall::trace;
-use memwall_tiers::{Config, Pager};
+use memwall_tiers::clients::kv::{KvCache, KvConfig, SeqId};
+use memwall_tiers::{Config, Pager, Tier};
 
-use model::{InMemoryExperts, Model, ModelConfig, SeqCache};
-use paged::{KvSwap, PagedExperts};
+use model::{InMemoryExperts, Model, ModelConfig};
+use paged::PagedExperts;
 
 /// The demo's flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -104,17 +105,18 @@ struct RunResult {
     zero_computation_slots: u64,
 }
 
-/// Runs the schedule. With `paged`, experts come from the pager and
-/// waiting sequences' KV caches are swapped out to it.
+/// Runs the schedule over `kv`. With `paged`, experts come from the pager
+/// and waiting sequences' KV blocks are swapped out to NVMe.
 fn run(
     model: &Model,
     args: &DemoArgs,
-    paged: Option<(&PagedExperts, &KvSwap)>,
-    in_memory: &InMemoryExperts,
+    kv: &mut KvCache,
+    experts: &dyn model::ExpertSource,
+    swap: bool,
     progress: bool,
 ) -> memwall::Result<RunResult> {
     let start = Instant::now();
-    let mut caches: Vec<Option<SeqCache>> = (0..args.sequences).map(|_| Some(SeqCache::new(args.layers))).collect();
+    let seqs: Vec<SeqId> = (0..args.sequences).map(|_| kv.add_sequence()).collect();
     let mut tokens: Vec<Vec<u8>> = (0..args.sequences).map(prompt).collect();
     let mut fed = vec![0usize; args.sequences]; // tokens of `tokens[s]` already in the cache
     let mut r = RunResult {
@@ -129,36 +131,28 @@ fn run(
     let total = steps.len();
     for (i, active) in steps.iter().enumerate() {
         // Swap: waiting sequences out, scheduled ones in.
-        if let Some((_, swap)) = paged {
-            for s in 0..args.sequences {
+        if swap {
+            for (s, &seq) in seqs.iter().enumerate() {
                 let wanted = active.contains(&s);
-                if !wanted && caches[s].is_some() && fed[s] > 0 {
+                let out = kv.swapped(seq).map_err(model::kv_err)?.is_some();
+                if !wanted && !out && fed[s] > 0 {
                     let _span = trace::span(format!("swap out seq {s}"), "swap");
-                    swap.swap_out(s, caches[s].take().expect("checked"))?;
-                } else if wanted && caches[s].is_none() {
+                    kv.swap_out(seq, Tier::Nvme).map_err(model::kv_err)?;
+                } else if wanted && out {
                     let _span = trace::span(format!("swap in seq {s}"), "swap");
-                    caches[s] = Some(swap.swap_in(s, args.layers)?);
+                    kv.swap_in(seq).map_err(model::kv_err)?;
                 }
             }
         }
         // Feed prompts one token per step (prefill through the decode path),
         // then generate.
         let input: Vec<u8> = active.iter().map(|&s| tokens[s][fed[s]]).collect();
+        let batch: Vec<SeqId> = active.iter().map(|&s| seqs[s]).collect();
         let t0 = Instant::now();
-        let mut batch: Vec<SeqCache> =
-            active.iter().map(|&s| caches[s].take().expect("active sequences are swapped in")).collect();
         let (next, stats) = {
             let _span = trace::span(format!("decode step {i}"), "compute");
-            let mut refs: Vec<&mut SeqCache> = batch.iter_mut().collect();
-            let src: &dyn model::ExpertSource = match paged {
-                Some((e, _)) => e,
-                None => in_memory,
-            };
-            model.step(&input, &mut refs, src)?
+            model.step(&input, &batch, kv, experts)?
         };
-        for (&s, c) in active.iter().zip(batch) {
-            caches[s] = Some(c);
-        }
         r.compute += t0.elapsed();
         r.expert_calls += stats.expert_calls;
         r.zero_computation_slots += stats.zero_computation_slots;
@@ -231,12 +225,19 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     println!("tiers: {} (DDR holds {} of {} experts)", tiers.join(" + "), args.ddr_experts, cfg.layers * n_ffn);
     let in_memory = InMemoryExperts::new(&cfg);
     let experts = PagedExperts::new(&pager, &cfg, &in_memory).map_err(|e| e.to_string())?;
-    let swap = KvSwap::new(&pager);
+    // Pages for every sequence at once (swapped sequences free theirs).
+    let pages = args.sequences * (prompt(0).len().max(prompt(1).len()) + args.tokens).div_ceil(args.page_size) + 1;
+    let kv_cfg = KvConfig::new(model.kv_shape(pages));
+    let mut kv = KvCache::new(pager.clone(), kv_cfg).map_err(|e| e.to_string())?;
 
     eprintln!("paged run:");
-    let paged = run(&model, args, Some((&experts, &swap)), &in_memory, true).map_err(|e| e.to_string())?;
+    let paged = run(&model, args, &mut kv, &experts, true, true).map_err(|e| e.to_string())?;
     eprintln!("non-paged reference run:");
-    let plain = run(&model, args, None, &in_memory, false).map_err(|e| e.to_string())?;
+    let plain_dir = dir.join("reference");
+    let plain_pager = Pager::new(Config::small(&plain_dir, 1 << 30, 1 << 30)).map_err(|e| e.to_string())?;
+    let mut plain_kv = KvCache::new(plain_pager, kv_cfg).map_err(|e| e.to_string())?;
+    let plain = run(&model, args, &mut plain_kv, &in_memory, false, false).map_err(|e| e.to_string())?;
+    drop(plain_kv);
     let identical = paged.tokens == plain.tokens;
 
     for (s, t) in paged.tokens.iter().enumerate() {
@@ -244,7 +245,8 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     }
     let stats = pager.stats();
     let es = experts.stats();
-    let stall = es.stall + swap.stall();
+    let ks = kv.stats();
+    let stall = es.stall + ks.time_out + ks.time_in;
     println!();
     println!("| metric | paged | non-paged |");
     println!("| --- | --- | --- |");
@@ -265,7 +267,10 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         "| FFN expert calls / zero-computation slots | {} / {} | {} / {} |",
         paged.expert_calls, paged.zero_computation_slots, plain.expert_calls, plain.zero_computation_slots
     );
-    println!("| KV swaps out / in | {} / {} | 0 / 0 |", swap.outs(), swap.ins());
+    println!(
+        "| KV swaps out / in (groups of blocks written) | {} / {} ({}) | 0 / 0 |",
+        ks.swaps_out, ks.swaps_in, ks.group_objects
+    );
     println!(
         "| expert cache: hit rate, prefetch hits / misses, wasted prefetches | {:.0}%, {} / {}, {} | - |",
         100.0 * es.hit_rate(),
@@ -290,6 +295,7 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         t.save(path).map_err(|e| e.to_string())?;
         println!("routing trace: {} accesses written to {}", t.access_count(), path.display());
     }
+    drop(kv);
     drop(experts);
     drop(pager);
     if args.dir.is_none() {

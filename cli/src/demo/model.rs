@@ -6,10 +6,16 @@
 //! non-paged run of the same model produce identical tokens.
 
 use half::bf16;
-use memwall::attention::{decode, DecodeShape};
+use memwall::attention::decode;
 use memwall::dtype::Dtype;
 use memwall::moe::{self, CombineInputs, ExpertLayout, GateInputs, MoeConfig, Residual};
 use memwall::Result;
+use memwall_tiers::clients::kv::{KvCache, KvShape, SeqId};
+
+/// A tier-client error as a memwall error, for the model's `Result`.
+pub fn kv_err(e: memwall_tiers::clients::ClientError) -> memwall::Error {
+    memwall::Error::invalid("KV cache", "tier client", e.to_string())
+}
 
 /// Model sizes (from the demo's flags).
 #[derive(Debug, Clone, Copy)]
@@ -141,29 +147,6 @@ fn rmsnorm(x: &[f32]) -> Vec<f32> {
     x.iter().map(|v| v * inv).collect()
 }
 
-/// A sequence's KV cache: pages of `page_size` tokens per layer, bf16,
-/// [page, slot, kv_head, head_dim], plus its block table.
-pub struct SeqCache {
-    /// Per layer: K pages and V pages.
-    pub k: Vec<Vec<bf16>>,
-    /// Per layer V pages.
-    pub v: Vec<Vec<bf16>>,
-    /// Cached tokens.
-    pub len: usize,
-}
-
-impl SeqCache {
-    /// An empty cache.
-    pub fn new(layers: usize) -> Self {
-        SeqCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers], len: 0 }
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|p| p.len() * 2).sum()
-    }
-}
-
 /// What a decode step did, for the demo's accounting.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StepStats {
@@ -201,12 +184,27 @@ impl Model {
         Model { cfg, embed, layers }
     }
 
+    /// The KV cache's shape for this model with `num_pages` pages.
+    pub fn kv_shape(&self, num_pages: usize) -> KvShape {
+        KvShape {
+            layers: self.cfg.layers,
+            kv_heads: self.cfg.kv_heads,
+            head_dim: ModelConfig::HEAD_DIM,
+            page_size: self.cfg.page_size,
+            num_pages,
+            dtype: Dtype::BF16,
+        }
+    }
+
     /// Runs one token per sequence through the stack and returns each
-    /// sequence's next token (greedy). Appends to every sequence's cache.
+    /// sequence's next token (greedy). Appends the tokens to the sequences
+    /// in `kv` (the paged KV cache of the tier clients), whose block tables
+    /// the decode attention reads.
     pub fn step(
         &self,
         tokens: &[u8],
-        caches: &mut [&mut SeqCache],
+        seqs: &[SeqId],
+        kv: &mut KvCache,
         experts: &dyn ExpertSource,
     ) -> Result<(Vec<u8>, StepStats)> {
         let cfg = &self.cfg;
@@ -215,10 +213,17 @@ impl Model {
         let moe_cfg = cfg.moe();
         let n = moe_cfg.layout.experts() as usize;
         let mut stats = StepStats::default();
+        // A slot for this token in every layer; each layer writes its K/V
+        // into it before its attention reads the cache.
+        let zeros = vec![bf16::ZERO; cfg.layers * kvd];
+        let mut positions = Vec::with_capacity(b);
+        for &s in seqs {
+            positions.push(kv.append(s, &zeros, &zeros).map_err(kv_err)?);
+        }
         // Token embedding plus a sinusoidal position embedding.
         let mut x: Vec<f32> = Vec::with_capacity(b * d);
         for (s, &t) in tokens.iter().enumerate() {
-            let pos = caches[s].len as f32;
+            let pos = positions[s] as f32;
             for i in 0..d {
                 let freq = 10000f32.powf(-((i / 2 * 2) as f32) / d as f32);
                 let pe = if i % 2 == 0 { (pos * freq).sin() } else { (pos * freq).cos() };
@@ -227,9 +232,9 @@ impl Model {
         }
         let mut prev_logits: Option<Vec<f32>> = None;
         for (li, layer) in self.layers.iter().enumerate() {
-            // Attention.
+            // Attention over the paged cache, all sequences in one decode call.
             let mut q = vec![bf16::ZERO; b * d];
-            for (s, cache) in caches.iter_mut().enumerate() {
+            for s in 0..b {
                 let h = rmsnorm(&x[s * d..(s + 1) * d]);
                 let (mut qs, mut ks, mut vs) = (vec![0f32; d], vec![0f32; kvd], vec![0f32; kvd]);
                 matvec(&layer.wq, &h, &mut qs);
@@ -238,38 +243,17 @@ impl Model {
                 for (dst, v) in q[s * d..(s + 1) * d].iter_mut().zip(&qs) {
                     *dst = bf16::from_f32(*v);
                 }
-                let slot = cache.len % cfg.page_size;
-                if slot == 0 {
-                    cache.k[li].extend(std::iter::repeat_n(bf16::ZERO, cfg.page_size * kvd));
-                    cache.v[li].extend(std::iter::repeat_n(bf16::ZERO, cfg.page_size * kvd));
-                }
-                let base = (cache.len / cfg.page_size * cfg.page_size + slot) * kvd;
-                for i in 0..kvd {
-                    cache.k[li][base + i] = bf16::from_f32(ks[i]);
-                    cache.v[li][base + i] = bf16::from_f32(vs[i]);
-                }
+                let kb: Vec<bf16> = ks.iter().map(|&v| bf16::from_f32(v)).collect();
+                let vb: Vec<bf16> = vs.iter().map(|&v| bf16::from_f32(v)).collect();
+                kv.write(seqs[s], li, positions[s], &kb, &vb).map_err(kv_err)?;
             }
-            for (s, cache) in caches.iter().enumerate() {
-                let pages = cache.k[li].len() / (cfg.page_size * kvd);
-                let tables: Vec<i32> = (0..pages as i32).collect();
-                let lens = [cache.len as i32 + 1];
-                let shape = DecodeShape {
-                    batch: 1,
-                    heads: cfg.heads as u32,
-                    kv_heads: cfg.kv_heads as u32,
-                    head_dim: hd as u32,
-                    page_size: cfg.page_size as u32,
-                    num_pages: pages as u32,
-                    max_pages: pages as u32,
-                    softmax_scale: 1.0 / (hd as f32).sqrt(),
-                    dtype: Dtype::BF16,
-                    block_tables: &tables,
-                    seq_lens: &lens,
-                };
-                let mut out = vec![bf16::ZERO; d];
-                let mut lse = vec![0f32; cfg.heads];
-                decode(&shape, &q[s * d..(s + 1) * d], &cache.k[li], &cache.v[li], &mut out, &mut lse)?;
-                let of: Vec<f32> = out.iter().map(|v| v.to_f32()).collect();
+            let batch = kv.batch(seqs).map_err(kv_err)?;
+            let shape = batch.decode_shape(kv.shape(), cfg.heads as u32, 1.0 / (hd as f32).sqrt());
+            let mut out = vec![bf16::ZERO; b * d];
+            let mut lse = vec![0f32; b * cfg.heads];
+            decode(&shape, &q, kv.k_cache(li).map_err(kv_err)?, kv.v_cache(li).map_err(kv_err)?, &mut out, &mut lse)?;
+            for s in 0..b {
+                let of: Vec<f32> = out[s * d..(s + 1) * d].iter().map(|v| v.to_f32()).collect();
                 let mut proj = vec![0f32; d];
                 matvec(&layer.wo, &of, &mut proj);
                 for (xv, p) in x[s * d..(s + 1) * d].iter_mut().zip(&proj) {
@@ -334,9 +318,6 @@ impl Model {
                 *xv += m;
             }
             prev_logits = Some(routing.next_logits);
-        }
-        for c in caches.iter_mut() {
-            c.len += 1;
         }
         let next = (0..b)
             .map(|s| {
