@@ -2,7 +2,7 @@
 # Installs the system packages the build and the tests need, when missing
 # (Debian/Ubuntu, as root or with sudo): a C++ compiler (the kernel
 # emulator), Python with pip (the pinned nvcc and the scripts), and Open MPI
-# (the MPI interposer's tests; mpi/scripts/install-mpi.sh).
+# and MPICH (the MPI interposer's tests; mpi/scripts/install-mpi.sh).
 #
 #   scripts/install-deps.sh
 set -euo pipefail

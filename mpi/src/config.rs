@@ -7,6 +7,18 @@
 //! | `MEMWALL_MPI_METHOD=device\|mapped\|staged` | force how device buffers travel (default: the model) |
 //! | `MEMWALL_MPI_PROFILE=path` | the measured profile the model reads (see [`crate::model`]) |
 //! | `MEMWALL_MPI_DEBUG=1` | say on stderr why a committed type is left to the library |
+//! | `MEMWALL_MPI_HOST_MIN_BYTES=n` | host-buffer sends and receives of fewer packed bytes go to the library (default: [`default_host_min_bytes`]) |
+//!
+//! # The host cutoff
+//! Carrying a host message costs an extra copy (the library copies the
+//! packed bytes into its transport, where its own path packs straight into
+//! it) and per-message bookkeeping (~0.15 us here). Below a size that only
+//! pays when the library's own pack is slow. Measured on this project's
+//! 2-core VM (3-D halo, `cargo bench -p memwall-mpi --bench interposer`):
+//! with Open MPI 4.1 the interposer lost at 512 B faces (0.46x) and broke
+//! even or won from 2 KiB; with MPICH 4.0, whose pack engine is as fast as
+//! memwall's, it lost up to 32 KiB faces (0.7-0.9x) and won at 128 KiB
+//! (1.3x). `MPI_Pack`/`MPI_Unpack` and device buffers are not affected.
 
 use crate::model::Method;
 
@@ -20,9 +32,20 @@ pub const METHOD_ENV: &str = "MEMWALL_MPI_METHOD";
 pub const PROFILE_ENV: &str = "MEMWALL_MPI_PROFILE";
 /// Explains passthroughs of committed types.
 pub const DEBUG_ENV: &str = "MEMWALL_MPI_DEBUG";
+/// Smallest packed host message the interposer carries.
+pub const HOST_MIN_BYTES_ENV: &str = "MEMWALL_MPI_HOST_MIN_BYTES";
+
+/// The host cutoff for the MPI this library was built against (see the
+/// module docs): 64 KiB for MPICH and its derivatives, 2 KiB otherwise.
+pub fn default_host_min_bytes() -> usize {
+    match crate::built_with() {
+        Some(name) if name.contains("MPICH") || name.contains("MVAPICH") => 64 << 10,
+        _ => 2 << 10,
+    }
+}
 
 /// The settings, parsed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `MEMWALL_MPI_DISABLE=1`.
     pub disabled: bool,
@@ -34,8 +57,24 @@ pub struct Config {
     pub method: Option<Method>,
     /// `MEMWALL_MPI_PROFILE`, when set and not empty.
     pub profile: Option<String>,
+    /// `MEMWALL_MPI_HOST_MIN_BYTES`, else [`default_host_min_bytes`].
+    pub host_min_bytes: usize,
     /// Problems with the values (printed once by rank-local code, never fatal).
     pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            disabled: false,
+            stats: false,
+            debug: false,
+            method: None,
+            profile: None,
+            host_min_bytes: default_host_min_bytes(),
+            warnings: Vec::new(),
+        }
+    }
 }
 
 impl Config {
@@ -54,6 +93,12 @@ impl Config {
             profile: get(PROFILE_ENV).filter(|p| !p.trim().is_empty()),
             ..Config::default()
         };
+        if let Some(v) = get(HOST_MIN_BYTES_ENV).filter(|v| !v.trim().is_empty()) {
+            match v.trim().parse::<usize>() {
+                Ok(n) => c.host_min_bytes = n,
+                Err(e) => c.warnings.push(format!("{HOST_MIN_BYTES_ENV}={v:?}: {e}; using {} bytes", c.host_min_bytes)),
+            }
+        }
         if let Some(m) = get(METHOD_ENV).filter(|m| !m.trim().is_empty()) {
             match m.parse::<Method>() {
                 Ok(method) => c.method = Some(method),
@@ -95,6 +140,16 @@ mod tests {
         assert_eq!(bad.method, None);
         assert_eq!(bad.warnings.len(), 1);
         assert!(bad.warnings[0].contains("carrier-pigeon"), "{:?}", bad.warnings);
+    }
+
+    #[test]
+    fn host_cutoff_is_parsed_or_warned() {
+        assert_eq!(parse(&[]).host_min_bytes, default_host_min_bytes());
+        assert_eq!(parse(&[(HOST_MIN_BYTES_ENV, " 0 ")]).host_min_bytes, 0);
+        assert_eq!(parse(&[(HOST_MIN_BYTES_ENV, "65536")]).host_min_bytes, 65536);
+        let bad = parse(&[(HOST_MIN_BYTES_ENV, "-5")]);
+        assert_eq!(bad.host_min_bytes, default_host_min_bytes());
+        assert!(bad.warnings.len() == 1 && bad.warnings[0].contains("\"-5\""), "{:?}", bad.warnings);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 pub mod config;
 pub mod decode;
 pub mod device;
+pub mod handle_map;
 pub mod host;
 pub mod model;
 pub mod pool;

@@ -40,12 +40,15 @@ pub enum Outgoing {
 
 impl Outgoing {
     /// Packs `count` elements of `e` at `buf`; `None` when the engine
-    /// cannot (the call then goes to the library as it is).
+    /// cannot or a host message is below the cutoff
+    /// ([`crate::config::HOST_MIN_BYTES_ENV`]): the call then goes to the
+    /// library as it is.
     ///
     /// # Safety
     /// `buf` holds `count` elements of the type, readable (MPI's contract).
     pub unsafe fn pack(s: &'static State, e: &Entry, buf: *const c_void, count: c_int, bytes: usize) -> Option<Self> {
         match device::locate(buf) {
+            None if bytes < s.config.host_min_bytes => None,
             None => {
                 let mut out = s.pool.get(bytes);
                 let mut pos = 0;
@@ -99,9 +102,11 @@ pub enum Incoming {
 }
 
 impl Incoming {
-    /// The receive buffer for `bytes` packed bytes bound for `buf`.
+    /// The receive buffer for `bytes` packed bytes bound for `buf`; `None`
+    /// leaves the receive to the library (as [`Outgoing::pack`]).
     pub fn new(s: &'static State, buf: *mut c_void, bytes: usize) -> Option<Self> {
         match device::locate(buf) {
+            None if bytes < s.config.host_min_bytes => None,
             None => Some(Incoming::Host(s.pool.get(bytes))),
             Some(d) => {
                 let method = s.model.choose(bytes as u64);

@@ -10,13 +10,13 @@
 //! reused by the library after it completed, so a stale entry met at insert
 //! is safe to drop.
 
-use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::abi::{Handle, RawRequest};
 use crate::device::{self, DevPtr, Wire};
+use crate::handle_map::HandleMap;
 use crate::pool::PooledBuf;
 use crate::shim;
 use crate::stats::Stats;
@@ -107,14 +107,14 @@ unsafe fn received(status: *const c_void) -> Result<Option<usize>, String> {
 /// The table of pending requests.
 #[derive(Debug, Default)]
 pub struct Requests {
-    map: Mutex<HashMap<u64, Pending>>,
+    map: Mutex<HandleMap<Pending>>,
     live: AtomicUsize,
     detached: Mutex<Vec<(RawRequest, Pending)>>,
     detached_count: AtomicUsize,
 }
 
 impl Requests {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HandleMap<Pending>> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

@@ -1,13 +1,13 @@
 //! Committed types memwall packs, cached per handle from `MPI_Type_commit`
 //! to `MPI_Type_free`.
 
-use std::collections::HashMap;
 use std::ffi::c_int;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use memwall::datatype::{Committed, Datatype};
 
 use crate::decode::Unsupported;
+use crate::handle_map::HandleMap;
 
 /// A cached type.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ impl Entry {
 /// Handle (as u64) to cached type.
 #[derive(Debug, Default)]
 pub struct TypeCache {
-    map: RwLock<HashMap<u64, Arc<Entry>>>,
+    map: RwLock<HandleMap<Arc<Entry>>>,
 }
 
 impl TypeCache {

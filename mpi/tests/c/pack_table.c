@@ -55,20 +55,23 @@ static void check_case(int rank, const struct tcase *c, int count, int start) {
     free(b.mem);
 }
 
-/* Error returns are the library's: a pack into too small a buffer. */
+/* Error returns are the library's: a pack into too small a buffer. Open MPI
+ * returns MPI_ERR_TRUNCATE; MPICH 4.0 returns MPI_SUCCESS and writes past
+ * outsize, so the buffer has room behind the size passed and the check is
+ * only that the interposer answers exactly as the library does. */
 static void check_errors(int rank) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    double src[64];
-    unsigned char out[16];
+    double src[64] = {0};
+    unsigned char out[256];
     int p1 = 0, p2 = 0;
     MPI_Datatype t = types[0].type; /* 64 bytes of data */
-    int rc1 = MPI_Pack(src, 1, t, out, (int)sizeof out, &p1, MPI_COMM_WORLD);
-    int rc2 = PMPI_Pack(src, 1, t, out, (int)sizeof out, &p2, MPI_COMM_WORLD);
+    int rc1 = MPI_Pack(src, 1, t, out, 16, &p1, MPI_COMM_WORLD);
+    int rc2 = PMPI_Pack(src, 1, t, out, 16, &p2, MPI_COMM_WORLD);
     int c1, c2;
     MPI_Error_class(rc1, &c1);
     MPI_Error_class(rc2, &c2);
-    if (rc1 == MPI_SUCCESS || rc1 != rc2 || p1 != p2) {
-        fprintf(stderr, "FAIL short pack: rc %d vs library %d\n", rc1, rc2);
+    if (rc1 != rc2 || p1 != p2) {
+        fprintf(stderr, "FAIL short pack: rc %d position %d vs library rc %d position %d\n", rc1, p1, rc2, p2);
         failures++;
     }
     if (rank == 0) {
