@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use common::{content, pager, pager_with};
 use memwall_tiers::clients::expert::{
-    moe_routing_trace, predict_experts, simulate, synthetic_trace, ExpertCache, ExpertCacheConfig, ReplayOptions,
-    RoutingTraceSpec, SimPolicy, SyntheticSpec, Trace, TraceEvent,
+    moe_routing_trace, predict_experts, predict_experts_pregated, simulate, synthetic_trace, ExpertCache,
+    ExpertCacheConfig, Pregate, ReplayOptions, RoutingTraceSpec, SimPolicy, SyntheticSpec, Trace, TraceEvent,
 };
 use memwall_tiers::clients::ClientError;
 use memwall_tiers::memwall::moe::{route, ExpertLayout, GateInputs, MoeConfig, Residual};
@@ -156,6 +156,63 @@ fn prediction_is_the_next_routers_choice_without_its_own_logits() {
     let experts: Vec<u32> = predicted.iter().map(|&e| e as u32).collect();
     assert_eq!(trace.events, vec![TraceEvent::Predict { layer: 1, experts }]);
     assert!(cache.take_trace().is_none(), "recording stopped");
+}
+
+#[test]
+fn pregating_predicts_the_next_router_when_its_input_is_unchanged() {
+    // The next layer routes G' = R' h' + W_g G. When h' = h (the residual
+    // stream unchanged), R' h + W_g G is exactly its logits: the pre-gated
+    // prediction is its choice, and the residual term alone is not.
+    let moe = moe12();
+    let (n, d, tokens) = (12, 16, 8);
+    let mut rng = 11u64;
+    let mut next = || {
+        rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        ((rng >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    };
+    let g: Vec<f32> = (0..tokens * n).map(|_| next()).collect();
+    let wg: Vec<f32> = (0..n * n).map(|_| next() * 0.3).collect();
+    let router: Vec<f32> = (0..n * d).map(|_| next()).collect();
+    let h: Vec<f32> = (0..tokens * d).map(|_| next() * 2.0).collect();
+    let mut own = vec![0f32; tokens * n];
+    for t in 0..tokens {
+        for e in 0..n {
+            own[t * n + e] = (0..d).map(|i| router[e * d + i] * h[t * d + i]).sum();
+        }
+    }
+    let x = vec![0f32; tokens * d];
+    let wc = vec![0f32; 2 * 2 * d];
+    let inputs = GateInputs {
+        tokens: tokens as u32,
+        hidden: d as u32,
+        logits: &own,
+        residual: Some(Residual { prev_logits: &g, wg: &wg }),
+        x: &x,
+        wc: &wc,
+    };
+    let routing = route(&moe, &inputs).unwrap();
+    let mut routed: Vec<usize> = Vec::new();
+    for &e in &routing.ids {
+        if (e as usize) < 8 && !routed.contains(&(e as usize)) {
+            routed.push(e as usize);
+        }
+    }
+    let pregate = Pregate { router_next: &router, hidden_states: &h, hidden: d };
+    let pregated = predict_experts_pregated(&moe, &g, &wg, Some(&pregate), tokens);
+    assert_eq!(pregated, routed);
+    assert_ne!(predict_experts(&moe, &g, &wg, tokens), routed, "the residual term alone should miss here");
+    // Through the cache, with shape checks naming the wrong slice.
+    let (_t, cache) = loaded(2, 24);
+    assert_eq!(cache.prefetch_next_layer_pregated(0, &g, &wg, Some(&pregate), tokens).unwrap(), pregated);
+    let short = Pregate { hidden_states: &h[1..], ..pregate };
+    let e = cache.prefetch_next_layer_pregated(0, &g, &wg, Some(&short), tokens).unwrap_err();
+    assert!(
+        matches!(e, ClientError::Length { what: "hidden_states (tokens x hidden)", expected: 128, got: 127 }),
+        "{e}"
+    );
+    let bad = Pregate { router_next: &router[..n * d - 1], ..pregate };
+    let e = cache.prefetch_next_layer_pregated(0, &g, &wg, Some(&bad), tokens).unwrap_err();
+    assert!(matches!(e, ClientError::Length { what: "router_next (N x hidden)", .. }), "{e}");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use memwall_tiers::clients::kv::{KvCache, KvConfig, SeqId};
 use memwall_tiers::{Config, Pager, Tier};
 
 use model::{InMemoryExperts, Model, ModelConfig};
-use paged::PagedExperts;
+use paged::{PagedExperts, Predictor};
 
 /// The demo's flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,6 +60,11 @@ pub struct DemoArgs {
     /// predictions; the tier clients' policy simulator reads it).
     #[arg(long, value_name = "FILE")]
     pub routing_trace: Option<PathBuf>,
+    /// How the next layer's experts are predicted for prefetch: the gating
+    /// residual alone, or with pre-gating (the next router on this layer's
+    /// input).
+    #[arg(long, value_enum, default_value_t = Predictor::Pregated)]
+    pub predictor: Predictor,
 }
 
 /// Prompts, one per sequence.
@@ -224,7 +229,7 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     let tiers: Vec<String> = pager.tiers().iter().map(|t| format!("{t:?}")).collect();
     println!("tiers: {} (DDR holds {} of {} experts)", tiers.join(" + "), args.ddr_experts, cfg.layers * n_ffn);
     let in_memory = InMemoryExperts::new(&cfg);
-    let experts = PagedExperts::new(&pager, &cfg, &in_memory).map_err(|e| e.to_string())?;
+    let experts = PagedExperts::new(&pager, &cfg, &in_memory, args.predictor).map_err(|e| e.to_string())?;
     // Pages for every sequence at once (swapped sequences free theirs).
     let pages = args.sequences * (prompt(0).len().max(prompt(1).len()) + args.tokens).div_ceil(args.page_size) + 1;
     let kv_cfg = KvConfig::new(model.kv_shape(pages));
@@ -293,7 +298,12 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     if let Some(path) = &args.routing_trace {
         let t = experts.take_trace().ok_or("no routing trace was recorded")?;
         t.save(path).map_err(|e| e.to_string())?;
-        println!("routing trace: {} accesses written to {}", t.access_count(), path.display());
+        println!(
+            "routing trace: {} accesses written to {} (prediction accuracy {:.0}%)",
+            t.access_count(),
+            path.display(),
+            100.0 * t.prediction_accuracy()
+        );
     }
     drop(kv);
     drop(experts);

@@ -87,10 +87,26 @@ pub fn expert_weights(cfg: &ModelConfig, layer: usize, e: usize) -> Vec<f32> {
 pub trait ExpertSource {
     /// Calls `f` with expert `e` of `layer` (W1 then W2, f32).
     fn with_expert(&self, layer: usize, e: usize, f: &mut dyn FnMut(&[f32])) -> Result<()>;
-    /// After `layer`'s routing: its raw logits `G` (`tokens x N`) and the
-    /// next layer's gating-residual weight `W_g` predict the next layer's
-    /// experts, which a paged source prefetches.
-    fn prefetch_next(&self, layer: usize, logits: &[f32], wg_next: &[f32], tokens: usize) -> Result<()>;
+    /// After `layer`'s routing: what predicts the next layer's experts,
+    /// which a paged source prefetches.
+    fn prefetch_next(&self, layer: usize, next: &NextLayer<'_>) -> Result<()>;
+}
+
+/// What layer `j` knows of layer `j + 1`'s routing when it has routed.
+#[derive(Debug, Clone, Copy)]
+pub struct NextLayer<'a> {
+    /// This layer's raw logits `G` as passed on (`tokens x N`).
+    pub logits: &'a [f32],
+    /// The next layer's gating-residual weight `W_g` (`N x N`).
+    pub wg_next: &'a [f32],
+    /// The next layer's router (`N x D`).
+    pub router_next: &'a [f32],
+    /// This layer's normalized MoE input (`tokens x D`).
+    pub hidden_states: &'a [f32],
+    /// D.
+    pub hidden: usize,
+    /// Tokens.
+    pub tokens: usize,
 }
 
 /// All experts in memory: the non-paged reference run.
@@ -109,7 +125,7 @@ impl ExpertSource for InMemoryExperts {
         f(&self.0[layer][e]);
         Ok(())
     }
-    fn prefetch_next(&self, _layer: usize, _logits: &[f32], _wg_next: &[f32], _tokens: usize) -> Result<()> {
+    fn prefetch_next(&self, _layer: usize, _next: &NextLayer<'_>) -> Result<()> {
         Ok(())
     }
 }
@@ -277,9 +293,18 @@ impl Model {
             };
             let routing = moe::route(&moe_cfg, &inputs)?;
             // The next layer's routing is predictable from these logits
-            // through its W_g (the gating residual): prefetch those experts.
+            // through its W_g (the gating residual) and its router applied
+            // to this layer's input (pre-gating): prefetch those experts.
             if let Some(next) = self.layers.get(li + 1) {
-                experts.prefetch_next(li, &routing.next_logits, &next.wg, b)?;
+                let hint = NextLayer {
+                    logits: &routing.next_logits,
+                    wg_next: &next.wg,
+                    router_next: &next.router,
+                    hidden_states: &h,
+                    hidden: d,
+                    tokens: b,
+                };
+                experts.prefetch_next(li, &hint)?;
             }
             let disp = moe::dispatch(&moe_cfg, &routing, b as u32);
             let rows = moe_cfg.max_rows(b as u32) as usize;

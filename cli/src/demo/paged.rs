@@ -3,11 +3,11 @@
 //! `KvCache` directly (see `mod.rs`).
 
 use memwall::trace;
-use memwall_tiers::clients::expert::{ExpertCache, ExpertCacheConfig};
+use memwall_tiers::clients::expert::{ExpertCache, ExpertCacheConfig, Pregate};
 use memwall_tiers::clients::ClientError;
 use memwall_tiers::Pager;
 
-use super::model::{ExpertSource, InMemoryExperts, ModelConfig};
+use super::model::{ExpertSource, InMemoryExperts, ModelConfig, NextLayer};
 
 fn err(e: memwall_tiers::TierError) -> memwall::Error {
     memwall::Error::invalid("tier operation", "pager", e.to_string())
@@ -17,6 +17,16 @@ fn err(e: memwall_tiers::TierError) -> memwall::Error {
 /// tier while used, the next layer's experts prefetched from the routing.
 pub struct PagedExperts {
     cache: ExpertCache,
+    predictor: Predictor,
+}
+
+/// How the next layer's experts are predicted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Predictor {
+    /// The gating residual alone: top-k of `W_g' G`.
+    Residual,
+    /// Pre-gating added: top-k of `R' h + W_g' G`.
+    Pregated,
 }
 
 fn client_err(e: ClientError) -> memwall::Error {
@@ -25,7 +35,12 @@ fn client_err(e: ClientError) -> memwall::Error {
 
 impl PagedExperts {
     /// Registers and writes every expert (they spill to NVMe as DDR fills).
-    pub fn new(pager: &Pager, cfg: &ModelConfig, weights: &InMemoryExperts) -> Result<Self, ClientError> {
+    pub fn new(
+        pager: &Pager,
+        cfg: &ModelConfig,
+        weights: &InMemoryExperts,
+        predictor: Predictor,
+    ) -> Result<Self, ClientError> {
         let cache = ExpertCache::new(pager.clone(), ExpertCacheConfig::new(cfg.layers, cfg.moe(), cfg.expert_bytes()))?;
         for (l, layer) in weights.0.iter().enumerate() {
             for (e, w) in layer.iter().enumerate() {
@@ -34,7 +49,7 @@ impl PagedExperts {
         }
         cache.reset_stats();
         cache.start_recording();
-        Ok(PagedExperts { cache })
+        Ok(PagedExperts { cache, predictor })
     }
 
     /// The cache's counters (hits, prefetch hits, misses, stall).
@@ -59,8 +74,13 @@ impl ExpertSource for PagedExperts {
         Ok(())
     }
 
-    fn prefetch_next(&self, layer: usize, logits: &[f32], wg_next: &[f32], tokens: usize) -> memwall::Result<()> {
+    fn prefetch_next(&self, layer: usize, next: &NextLayer<'_>) -> memwall::Result<()> {
         let _span = trace::span(format!("prefetch for L{}", layer + 1), "fetch");
-        self.cache.prefetch_next_layer(layer, logits, wg_next, tokens).map(drop).map_err(client_err)
+        let pregate = Pregate { router_next: next.router_next, hidden_states: next.hidden_states, hidden: next.hidden };
+        let pregate = (self.predictor == Predictor::Pregated).then_some(&pregate);
+        self.cache
+            .prefetch_next_layer_pregated(layer, next.logits, next.wg_next, pregate, next.tokens)
+            .map(drop)
+            .map_err(client_err)
     }
 }

@@ -8,7 +8,7 @@ use memwall::moe::MoeConfig;
 use parking_lot::Mutex;
 
 use super::super::{top_tier, ClientError, Result, EXPERT_ID_BASE};
-use super::predict::predict_experts;
+use super::predict::{predict_experts_pregated, Pregate};
 use super::stats::ExpertStats;
 use super::trace::{Trace, TraceEvent};
 use crate::object::{ObjectClass, ObjectId, ObjectSpec};
@@ -261,13 +261,26 @@ impl ExpertCache {
     /// Predicts the experts of `layer + 1` from this layer's routing
     /// output `logits` (`G`, `tokens x N`, [`memwall::moe::Routing::next_logits`])
     /// through the next layer's gating-residual weight `wg_next` (`N x N`)
-    /// with [`predict_experts`], and prefetches them. Returns the
+    /// with [`super::predict_experts`], and prefetches them. Returns the
     /// prediction (empty after the last layer).
     pub fn prefetch_next_layer(
         &self,
         layer: usize,
         logits: &[f32],
         wg_next: &[f32],
+        tokens: usize,
+    ) -> Result<Vec<usize>> {
+        self.prefetch_next_layer_pregated(layer, logits, wg_next, None, tokens)
+    }
+
+    /// As [`ExpertCache::prefetch_next_layer`], adding the pre-gating term
+    /// `R' h` when `pregate` is given ([`super::predict_experts_pregated`]).
+    pub fn prefetch_next_layer_pregated(
+        &self,
+        layer: usize,
+        logits: &[f32],
+        wg_next: &[f32],
+        pregate: Option<&Pregate<'_>>,
         tokens: usize,
     ) -> Result<Vec<usize>> {
         if layer >= self.cfg.layers {
@@ -285,10 +298,26 @@ impl ExpertCache {
         if wg_next.len() != n * n {
             return Err(ClientError::Length { what: "wg_next (N x N)", got: wg_next.len(), expected: n * n });
         }
+        if let Some(p) = pregate {
+            if p.router_next.len() != n * p.hidden {
+                return Err(ClientError::Length {
+                    what: "router_next (N x hidden)",
+                    got: p.router_next.len(),
+                    expected: n * p.hidden,
+                });
+            }
+            if p.hidden_states.len() != tokens * p.hidden {
+                return Err(ClientError::Length {
+                    what: "hidden_states (tokens x hidden)",
+                    got: p.hidden_states.len(),
+                    expected: tokens * p.hidden,
+                });
+            }
+        }
         if layer + 1 == self.cfg.layers {
             return Ok(Vec::new());
         }
-        let predicted = predict_experts(&self.cfg.moe, logits, wg_next, tokens);
+        let predicted = predict_experts_pregated(&self.cfg.moe, logits, wg_next, pregate, tokens);
         self.prefetch(layer + 1, &predicted)?;
         Ok(predicted)
     }

@@ -6,8 +6,10 @@
 //! MoE++ passes each layer's raw gating logits `G` on to the next layer
 //! through its gating-residual weight `W_g` (`G' = l' + W_g G`), so the
 //! next layer's routing is predictable before it runs: the top-k of
-//! `W_g G` per token ([`predict_experts`]). [`ExpertCache::prefetch_next_layer`]
-//! prefetches those experts while the current layer computes, and
+//! `W_g G` per token ([`predict_experts`]), sharpened by pre-gating (the
+//! next router on the current input, [`predict_experts_pregated`]).
+//! [`ExpertCache::prefetch_next_layer`] (and `_pregated`) prefetches those
+//! experts while the current layer computes, and
 //! [`ExpertCache::get`] counts hits, misses, late prefetches and the time
 //! it stalled ([`ExpertStats`]).
 //!
@@ -27,7 +29,7 @@ mod synthetic;
 mod trace;
 
 pub use cache::{ExpertCache, ExpertCacheConfig};
-pub use predict::predict_experts;
+pub use predict::{predict_experts, predict_experts_pregated, Pregate};
 pub use replay::ReplayOptions;
 pub use simulate::{simulate, SimPolicy, SimResult};
 pub use stats::ExpertStats;
