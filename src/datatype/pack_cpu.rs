@@ -41,8 +41,8 @@ unsafe fn copy_runs(layout: &Layout, typed: *mut u8, origin: isize, dense: *mut 
         let stream = dir == Direction::Pack && streaming_stores_pay(total, len, dense);
         // SAFETY: the caller guarantees every run lies inside both buffers;
         // `d` advances by exactly the run lengths, whose sum is the dense
-        // length the caller checked; streaming needs `d` 16-byte aligned and
-        // 16-byte runs, which streaming_stores_pay checked.
+        // length the caller checked; short streaming runs need `d` 16-byte
+        // aligned and 16-byte runs, which streaming_stores_pay checked.
         outer.for_each_run(|base, _| unsafe {
             let t = typed.offset(origin + base as isize);
             d = match dir {
@@ -76,48 +76,196 @@ unsafe fn copy_runs(layout: &Layout, typed: *mut u8, origin: isize, dense: *mut 
 /// destination line, which otherwise doubles the write traffic to DRAM.
 const STREAMING_BYTES: usize = 4 << 20;
 
-/// Whether to pack with non-temporal stores: a large output, 16-byte runs
-/// and a 16-byte aligned destination, on x86-64.
+/// Runs at least this long stream whole 64-byte lines with the widest
+/// vector stores the CPU has (see [`rows_streaming_lines`]); shorter runs
+/// use 16-byte streaming stores when they can.
+const LINE_STREAMING_MIN_RUN: usize = 128;
+
+/// Whether to pack with non-temporal stores: a large output of runs that
+/// are either long ([`LINE_STREAMING_MIN_RUN`]) or 16-byte runs to a 16-byte
+/// aligned destination, on x86-64.
 fn streaming_stores_pay(total: usize, len: usize, dense: *mut u8) -> bool {
-    cfg!(target_arch = "x86_64") && total >= STREAMING_BYTES && len % 16 == 0 && (dense as usize) % 16 == 0
+    cfg!(target_arch = "x86_64")
+        && total >= STREAMING_BYTES
+        && (len >= LINE_STREAMING_MIN_RUN || (len % 16 == 0 && (dense as usize) % 16 == 0))
 }
 
-/// Packs `count` runs of `len` bytes (a multiple of 16) with non-temporal
-/// 16-byte stores to the 16-byte aligned dense side.
+/// Packs `count` runs of `len` bytes with non-temporal stores.
 ///
 /// # Safety
-/// As [`rows`], and `d` 16-byte aligned, `len % 16 == 0`.
+/// As [`rows`], and when `len < LINE_STREAMING_MIN_RUN`: `d` 16-byte
+/// aligned and `len % 16 == 0` ([`streaming_stores_pay`]).
 #[inline(always)]
-unsafe fn rows_streaming(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
+unsafe fn rows_streaming(t: *mut u8, d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
-        for _ in 0..count {
-            let mut i = 0;
-            while i < len {
-                // SAFETY: [t + i, +16) and [d + i, +16) lie inside the runs
-                // the caller guarantees; `d + i` is 16-byte aligned because
-                // `d` is and `i` and every earlier run length are multiples
-                // of 16. SSE2 is part of the x86-64 baseline.
-                unsafe {
-                    let v = _mm_loadu_si128(t.add(i) as *const __m128i);
-                    _mm_stream_si128(d.add(i) as *mut __m128i, v);
-                }
-                i += 16;
-            }
-            // SAFETY: as in `rows`.
-            unsafe {
-                t = t.offset(stride);
-                d = d.add(len);
-            }
+        if len >= LINE_STREAMING_MIN_RUN {
+            // SAFETY: forwarded; the line loop needs nothing more than `rows`.
+            return unsafe { rows_streaming_lines(t, d, count, stride, len) };
         }
-        d
+        // SAFETY: forwarded with this function's contract.
+        unsafe { rows_streaming_16(t, d, count, stride, len) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: forwarded to `rows` with the same arguments.
     unsafe {
         rows::<true, 0>(t, d, count, stride, len)
     }
+}
+
+/// 16-byte non-temporal stores, for runs of a multiple of 16 bytes to a
+/// 16-byte aligned destination.
+///
+/// # Safety
+/// As [`rows`], and `d` 16-byte aligned, `len % 16 == 0`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn rows_streaming_16(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+    for _ in 0..count {
+        let mut i = 0;
+        while i < len {
+            // SAFETY: [t + i, +16) and [d + i, +16) lie inside the runs
+            // the caller guarantees; `d + i` is 16-byte aligned because
+            // `d` is and `i` and every earlier run length are multiples
+            // of 16. SSE2 is part of the x86-64 baseline.
+            unsafe {
+                let v = _mm_loadu_si128(t.add(i) as *const __m128i);
+                _mm_stream_si128(d.add(i) as *mut __m128i, v);
+            }
+            i += 16;
+        }
+        // SAFETY: as in `rows`.
+        unsafe {
+            t = t.offset(stride);
+            d = d.add(len);
+        }
+    }
+    d
+}
+
+/// Whole destination lines with non-temporal stores, any alignment: each
+/// run's bytes before its first 64-byte destination boundary and after its
+/// last one are copied with ordinary stores, the lines between are streamed
+/// with one 64-byte store (AVX-512), two 32-byte ones (AVX) or four 16-byte
+/// ones. Measured on an AMD EPYC (this project's VM, 64 MiB packed from 512 B
+/// blocks): 16-byte streaming stores 5.2-6.0 GB/s, 64-byte ones 7.4-8.9.
+///
+/// # Safety
+/// As [`rows`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn rows_streaming_lines(t: *mut u8, d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        // SAFETY: the CPU has AVX-512F (checked); the rest is the caller's.
+        unsafe { lines_avx512(t, d, count, stride, len) }
+    } else if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked); the rest is the caller's.
+        unsafe { lines_avx(t, d, count, stride, len) }
+    } else {
+        // SAFETY: SSE2 is baseline; the rest is the caller's.
+        unsafe { lines_sse2(t, d, count, stride, len) }
+    }
+}
+
+/// The line loop of [`rows_streaming_lines`], with `$line` streaming the 64
+/// bytes at `t` to the 64-byte aligned `d`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! line_loop {
+    ($t:ident, $d:ident, $count:ident, $stride:ident, $len:ident, |$src:ident, $dst:ident| $line:block) => {{
+        for _ in 0..$count {
+            let head = ($d.align_offset(64)).min($len);
+            let lines = ($len - head) / 64;
+            // SAFETY: all offsets stay inside the run [t, t + len) and
+            // [d, d + len) the caller guarantees; `d + head` is 64-byte
+            // aligned by construction of `head` (align_offset on a byte
+            // pointer is exact).
+            unsafe {
+                edge($t, $d, head);
+                let mut i = head;
+                for _ in 0..lines {
+                    let $src = $t.add(i);
+                    let $dst = $d.add(i);
+                    $line
+                    i += 64;
+                }
+                edge($t.add(i), $d.add(i), $len - i);
+                $t = $t.offset($stride);
+                $d = $d.add($len);
+            }
+        }
+        $d
+    }};
+}
+
+/// The partial lines at either end of a run: 16-byte streaming stores when
+/// the destination and length allow (so a line is never written partly by
+/// ordinary and partly by streaming stores, which costs a read-for-ownership
+/// and a write-combining flush; measured 2x slower for 128 B runs), else an
+/// ordinary copy.
+///
+/// # Safety
+/// `[t, t + n)` readable, `[d, d + n)` writable, not overlapping.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn edge(t: *const u8, d: *mut u8, n: usize) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+    if (d as usize) % 16 == 0 && n % 16 == 0 {
+        let mut i = 0;
+        while i < n {
+            // SAFETY: [t + i, +16) and [d + i, +16) lie in the ranges the
+            // caller guarantees; d + i is 16-byte aligned; SSE2 is baseline.
+            unsafe { _mm_stream_si128(d.add(i) as *mut __m128i, _mm_loadu_si128(t.add(i) as *const __m128i)) };
+            i += 16;
+        }
+    } else {
+        // SAFETY: per the caller.
+        unsafe { ptr::copy_nonoverlapping(t, d, n) };
+    }
+}
+
+/// [`rows_streaming_lines`] with 64-byte AVX-512 stores.
+///
+/// # Safety
+/// As [`rows`], on a CPU with AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lines_avx512(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
+    use std::arch::x86_64::{__m512i, _mm512_loadu_si512, _mm512_stream_si512};
+    line_loop!(t, d, count, stride, len, |src, dst| {
+        let v = _mm512_loadu_si512(src as *const __m512i);
+        _mm512_stream_si512(dst as *mut __m512i, v);
+    })
+}
+
+/// [`rows_streaming_lines`] with 32-byte AVX stores.
+///
+/// # Safety
+/// As [`rows`], on a CPU with AVX.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn lines_avx(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
+    use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_stream_si256};
+    line_loop!(t, d, count, stride, len, |src, dst| {
+        let a = _mm256_loadu_si256(src as *const __m256i);
+        let b = _mm256_loadu_si256(src.add(32) as *const __m256i);
+        _mm256_stream_si256(dst as *mut __m256i, a);
+        _mm256_stream_si256(dst.add(32) as *mut __m256i, b);
+    })
+}
+
+/// [`rows_streaming_lines`] with 16-byte SSE2 stores.
+///
+/// # Safety
+/// As [`rows`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn lines_sse2(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+    line_loop!(t, d, count, stride, len, |src, dst| {
+        for k in 0..4 {
+            let v = _mm_loadu_si128(src.add(16 * k) as *const __m128i);
+            _mm_stream_si128(dst.add(16 * k) as *mut __m128i, v);
+        }
+    })
 }
 
 /// [`rows`] with the length as a constant for the common lengths.

@@ -382,3 +382,35 @@ fn emulated_kernels_handle_data_entirely_before_the_origin() {
         }
     }
 }
+
+/// Packs over [`pack_cpu`]'s streaming threshold (4 MiB) take the
+/// non-temporal paths: 16-byte stores for short runs, whole lines with
+/// ordinary or 16-byte streaming edges for long ones. Every run length and
+/// dense alignment must give the same bytes as the typemap walk.
+#[test]
+fn streaming_packs_match_the_reference_at_every_alignment() {
+    let byte = Datatype::byte();
+    for &(block, stride) in &[(16i64, 48i64), (48, 64), (128, 256), (130, 260), (512, 1024), (1000, 1500)] {
+        let rows = (5 << 20) / block + 1;
+        let t = byte.contiguous(block).unwrap().hvector(rows, 1, stride).unwrap();
+        let c = Committed::new(&t).unwrap();
+        let n = c.pack_size(1).unwrap();
+        assert!(n >= 5 << 20);
+        let span = ((rows - 1) * stride + block) as usize;
+        let src: Vec<u8> = (0..span + 7).map(|i| (i * 131 + i / 251) as u8).collect();
+        let mut want = Vec::with_capacity(n);
+        for r in 0..rows as usize {
+            let at = 7 + r * stride as usize;
+            want.extend_from_slice(&src[at..at + block as usize]);
+        }
+        for lead in [0usize, 5, 16, 48, 64] {
+            let mut dst = vec![0xA5u8; lead + n + 3];
+            let mut pos = lead;
+            c.pack(&src, 7, 1, &mut dst, &mut pos).unwrap();
+            assert_eq!(pos, lead + n);
+            assert!(dst[..lead].iter().all(|&b| b == 0xA5), "block {block}: bytes before the position changed");
+            assert!(dst[lead + n..].iter().all(|&b| b == 0xA5), "block {block}: bytes past the end changed");
+            assert!(dst[lead..lead + n] == want[..], "block {block}, position {lead}: packed bytes differ");
+        }
+    }
+}
