@@ -76,8 +76,8 @@ unsafe fn copy_runs(layout: &Layout, typed: *mut u8, origin: isize, dense: *mut 
 /// destination line, which otherwise doubles the write traffic to DRAM.
 const STREAMING_BYTES: usize = 4 << 20;
 
-/// Runs at least this long stream whole 64-byte lines with the widest
-/// vector stores the CPU has (see [`rows_streaming_lines`]); shorter runs
+/// Runs at least this long stream whole 64-byte lines with 32-byte
+/// vector stores when the CPU has AVX (see [`rows_streaming_lines`]); shorter runs
 /// use 16-byte streaming stores when they can.
 const LINE_STREAMING_MIN_RUN: usize = 128;
 
@@ -146,19 +146,17 @@ unsafe fn rows_streaming_16(mut t: *mut u8, mut d: *mut u8, count: u64, stride: 
 
 /// Whole destination lines with non-temporal stores, any alignment: each
 /// run's bytes before its first 64-byte destination boundary and after its
-/// last one are copied with ordinary stores, the lines between are streamed
-/// with one 64-byte store (AVX-512), two 32-byte ones (AVX) or four 16-byte
-/// ones. Measured on an AMD EPYC (this project's VM, 64 MiB packed from 512 B
-/// blocks): 16-byte streaming stores 5.2-6.0 GB/s, 64-byte ones 7.4-8.9.
+/// last one are copied by [`edge`], the lines between are streamed with two
+/// 32-byte stores (AVX) or four 16-byte ones. Measured on an AMD EPYC (this
+/// project's VM, 64 MiB packed from 512 B blocks): 16-byte streaming stores
+/// 5.2-6.0 GB/s, 32-byte ones 7.8-8.7 (64-byte AVX-512 ones 8.0-8.9, not
+/// used: their intrinsics need Rust 1.89, above this crate's MSRV).
 ///
 /// # Safety
 /// As [`rows`].
 #[cfg(target_arch = "x86_64")]
 unsafe fn rows_streaming_lines(t: *mut u8, d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked); the rest is the caller's.
-        unsafe { lines_avx512(t, d, count, stride, len) }
-    } else if std::arch::is_x86_feature_detected!("avx") {
+    if std::arch::is_x86_feature_detected!("avx") {
         // SAFETY: the CPU has AVX (checked); the rest is the caller's.
         unsafe { lines_avx(t, d, count, stride, len) }
     } else {
@@ -221,20 +219,6 @@ unsafe fn edge(t: *const u8, d: *mut u8, n: usize) {
         // SAFETY: per the caller.
         unsafe { ptr::copy_nonoverlapping(t, d, n) };
     }
-}
-
-/// [`rows_streaming_lines`] with 64-byte AVX-512 stores.
-///
-/// # Safety
-/// As [`rows`], on a CPU with AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn lines_avx512(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
-    use std::arch::x86_64::{__m512i, _mm512_loadu_si512, _mm512_stream_si512};
-    line_loop!(t, d, count, stride, len, |src, dst| {
-        let v = _mm512_loadu_si512(src as *const __m512i);
-        _mm512_stream_si512(dst as *mut __m512i, v);
-    })
 }
 
 /// [`rows_streaming_lines`] with 32-byte AVX stores.
