@@ -74,3 +74,60 @@ fn gpu_moe_matches_cpu() {
         }
     }
 }
+
+/// A whole MoE++ layer on the GPU: routing and dispatch, every FFN expert's
+/// rows with `expert_ffn_gpu` straight into the dispatch's `expert_out`,
+/// then combine; against the CPU pipeline with the CPU `expert_ffn`.
+#[test]
+fn gpu_expert_ffn_layer_matches_cpu() {
+    let Some(gpu) = gpu_or_skip("gpu_expert_ffn_layer_matches_cpu") else { return };
+    let stream = gpu.new_stream().unwrap();
+    for (n, t, d, ffn) in [(20u32, 6u32, 256u32, 1024u32), (12, 64, 128, 300), (40, 1, 96, 64)] {
+        let layout = ExpertLayout::paper(n).unwrap();
+        let cfg = MoeConfig::new(layout);
+        let logits = rng(11, (t * n) as usize, 3.0);
+        let x = rng(12, (t * d) as usize, 1.0);
+        let wc = rng(13, (layout.n_const * 2 * d) as usize, 0.5);
+        let v = rng(14, (layout.n_const * d) as usize, 1.0);
+        let weights: Vec<Vec<f32>> =
+            (0..layout.n_ffn).map(|e| rng(100 + u64::from(e), (2 * d * ffn) as usize, 0.1)).collect();
+        let inputs = GateInputs { tokens: t, hidden: d, logits: &logits, residual: None, x: &x, wc: &wc };
+        let what = format!("N={n} T={t} D={d} F={ffn}");
+
+        // CPU.
+        let cpu = route(&cfg, &inputs).unwrap();
+        let cpu_d = dispatch(&cfg, &cpu, t);
+        let total = *cpu_d.expert_offsets.last().unwrap();
+        let mut eo = vec![0f32; (cfg.max_rows(t) * u64::from(d)) as usize];
+        for (e, w) in weights.iter().enumerate() {
+            let (row0, row1) = (cpu_d.expert_offsets[e], cpu_d.expert_offsets[e + 1]);
+            let s = FfnShape { tokens: t, hidden: d, ffn, total_rows: total, row0, rows: row1 - row0 };
+            expert_ffn(&s, w, &x, &cpu_d.sorted_tokens, &mut eo).unwrap();
+        }
+        let mut want = vec![0f32; (t * d) as usize];
+        combine(&cfg, &cpu, &cpu_d, &CombineInputs { x: &x, expert_out: &eo, v: &v, hidden: d }, &mut want).unwrap();
+
+        // GPU: the routing's own device buffers feed the experts.
+        let mut dev = DeviceMoe::<f32, f32>::new(&stream, &cfg, t, d, false).unwrap();
+        dev.upload(&stream, &inputs, &v).unwrap();
+        dev.route_and_dispatch(&gpu, &stream).unwrap();
+        let (_, gd) = dev.download(&stream).unwrap();
+        assert_eq!(gd, cpu_d, "{what}: dispatch");
+        let dx = stream.clone_htod(&x).unwrap();
+        let mut hid = stream.alloc_zeros::<f32>((cfg.max_rows(t) * u64::from(ffn)) as usize).unwrap();
+        for (e, w) in weights.iter().enumerate() {
+            let dw = stream.clone_htod(w).unwrap();
+            let half = (d * ffn) as usize;
+            let (w1, w2) = (dw.slice(..half), dw.slice(half..));
+            let (row0, row1) = (gd.expert_offsets[e], gd.expert_offsets[e + 1]);
+            let s = FfnShape { tokens: t, hidden: d, ffn, total_rows: total, row0, rows: row1 - row0 };
+            let (sorted, out) = dev.ffn_io();
+            expert_ffn_gpu(&gpu, &stream, &s, &w1, &w2, &dx, sorted, &mut hid, out).unwrap();
+        }
+        dev.combine(&gpu, &stream).unwrap();
+        let got = dev.download_out(&stream, d).unwrap();
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{what}: out[{i}] {a} vs {b}");
+        }
+    }
+}

@@ -191,6 +191,12 @@ impl<L: Element, A: Element> DeviceMoe<L, A> {
         &self.b.sorted
     }
 
+    /// The sorted tokens and the expert-output rows together, for
+    /// [`super::expert_ffn_gpu`] (which reads one and writes the other).
+    pub fn ffn_io(&mut self) -> (&CudaSlice<u8>, &mut CudaSlice<u8>) {
+        (&self.b.sorted, &mut self.b.expert_out)
+    }
+
     /// Combine, enqueued on `stream`, into the layer output.
     pub fn combine(&mut self, gpu: &Gpu, stream: &Arc<CudaStream>) -> Result<()> {
         let b = &mut self.b;

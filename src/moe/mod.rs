@@ -1,7 +1,9 @@
 //! MoE++ gating with zero-computation experts (Jin et al., ICLR 2025):
 //! routing with gating residuals, dispatch of FFN experts, and combine, on
 //! the CPU ([`route`], [`dispatch`], [`combine`]), the GPU and the emulator
-//! (`kernels/moe.cu`, [`plans`]), with an f64 [`reference`].
+//! (`kernels/moe.cu`, [`plans`]), with an f64 [`reference`]; and one FFN
+//! expert's feed-forward over its dispatched rows ([`expert_ffn`],
+//! `kernels/expert_ffn.cu`).
 //!
 //! Per token with logits `l` (N experts) and the previous layer's raw logits
 //! `G'`: `G = l + W_g G'` is passed on to the next layer; the softmax over
@@ -15,6 +17,7 @@
 mod config;
 mod cpu;
 mod device;
+mod ffn;
 mod gpu;
 pub mod reference;
 
@@ -25,10 +28,17 @@ pub use config::{ExpertKind, ExpertLayout, MoeConfig, Renorm, MAX_EXPERTS, MAX_T
 pub use cpu::{combine, dispatch, route};
 pub use device::DeviceMoe;
 #[cfg(feature = "emu")]
+pub use ffn::expert_ffn_emu;
+pub use ffn::{expert_ffn, expert_ffn_gpu, ffn_plans, FfnShape};
+#[cfg(feature = "emu")]
 pub use gpu::{combine_emu, route_and_dispatch_emu};
 pub use gpu::{plans, MoePlans, Slots, CHUNK_TOKENS};
 
-pub(crate) use gpu::sample_plans;
+pub(crate) fn sample_plans() -> Vec<crate::gpu::LaunchPlan> {
+    let mut plans = gpu::sample_plans();
+    plans.extend(ffn::sample_plans());
+    plans
+}
 
 use crate::dtype::Element;
 use crate::error::{Error, Result};

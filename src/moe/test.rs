@@ -362,3 +362,84 @@ fn emulated_routing_is_deterministic_across_workers_and_dtypes() {
     let cpu = route(&cfg, &inputs).unwrap();
     assert_eq!(one.0.ids, cpu.ids);
 }
+
+/// The FFN experts of a real dispatch: every expert's rows through
+/// [`expert_ffn`] (CPU) and [`expert_ffn_emu`] (the kernels) agree to
+/// rounding; padding rows are zero; rows of other experts stay untouched;
+/// the result, through combine, matches an f64 evaluation.
+#[cfg(feature = "emu")]
+#[test]
+fn emulated_expert_ffn_matches_the_cpu_path() {
+    let emu = crate::emu::Emulator::new();
+    for (n, t, hidden, ffn, pad) in [(20u32, 7u32, 64u32, 96u32, 4u32), (12, 33, 40, 70, 1), (40, 3, 33, 17, 8)] {
+        let cfg = MoeConfig { pad_to: pad, ..MoeConfig::new(layout(n)) };
+        let case = Case::new(&cfg, t, hidden, u64::from(n * 7 + t));
+        let inputs = case.inputs(&case.logits, false);
+        let r = route(&cfg, &inputs).unwrap();
+        let d = dispatch(&cfg, &r, t);
+        let total = *d.expert_offsets.last().unwrap();
+        let mut rng = Rng(u64::from(hidden) * 31 + 5);
+        let mut cpu = vec![7.0f32; (total * hidden) as usize];
+        let mut emu_out = cpu.clone();
+        for e in 0..cfg.layout.n_ffn as usize {
+            let w = rng.vec(2 * (hidden * ffn) as usize, 0.2);
+            let (row0, row1) = (d.expert_offsets[e], d.expert_offsets[e + 1]);
+            let s = FfnShape { tokens: t, hidden, ffn, total_rows: total, row0, rows: row1 - row0 };
+            expert_ffn(&s, &w, &case.x, &d.sorted_tokens, &mut cpu).unwrap();
+            expert_ffn_emu(&emu, &s, &w, &case.x, &d.sorted_tokens, &mut emu_out).unwrap();
+            // f64 check of each real row.
+            let (w1, w2) = w.split_at((ffn * hidden) as usize);
+            for row in row0..row1 {
+                let tok = d.sorted_tokens[row as usize];
+                let got = &cpu[(row * hidden) as usize..((row + 1) * hidden) as usize];
+                if tok < 0 {
+                    assert!(got.iter().all(|&v| v == 0.0), "padding row {row} not zeroed");
+                    continue;
+                }
+                let x = &case.x[(tok as u32 * hidden) as usize..((tok as u32 + 1) * hidden) as usize];
+                let hid: Vec<f64> = (0..ffn as usize)
+                    .map(|j| {
+                        let s: f64 = (0..hidden as usize)
+                            .map(|i| f64::from(w1[j * hidden as usize + i]) * f64::from(x[i]))
+                            .sum();
+                        s.max(0.0)
+                    })
+                    .collect();
+                for (j, &g) in got.iter().enumerate() {
+                    let want: f64 = (0..ffn as usize).map(|i| f64::from(w2[j * ffn as usize + i]) * hid[i]).sum();
+                    assert!(
+                        (f64::from(g) - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "row {row} out[{j}] {g} vs {want}"
+                    );
+                }
+            }
+        }
+        for (i, (a, b)) in cpu.iter().zip(&emu_out).enumerate() {
+            assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "N={n} T={t}: expert_out[{i}] cpu {a} vs emulator {b}");
+        }
+        assert!(cpu.iter().all(|&v| v != 7.0), "every row of the dispatch was written");
+    }
+}
+
+#[cfg(feature = "emu")]
+#[test]
+fn expert_ffn_rejects_bad_shapes_and_tokens() {
+    let emu = crate::emu::Emulator::new();
+    let s = FfnShape { tokens: 2, hidden: 4, ffn: 3, total_rows: 4, row0: 1, rows: 2 };
+    let w = vec![0.5f32; 24];
+    let x = vec![1f32; 8];
+    let mut out = vec![0f32; 16];
+    let e = |r: Result<()>| r.unwrap_err().to_string();
+    assert!(e(expert_ffn(&s, &w[..23], &x, &[0, 1, 1, -1], &mut out)).contains("weights"));
+    assert!(e(expert_ffn(&s, &w, &x, &[0, 1, 2, -1], &mut out)).contains("sorted_tokens"));
+    assert!(e(expert_ffn_emu(&emu, &s, &w, &x, &[0, 1, 9, -1], &mut out)).contains("9"));
+    let bad = FfnShape { rows: 4, ..s };
+    assert!(e(expert_ffn(&bad, &w, &x, &[0, 1, 1, -1], &mut out)).contains("row0 + rows"));
+    let zero = FfnShape { ffn: 0, ..s };
+    assert!(e(expert_ffn(&zero, &[], &x, &[0, 1, 1, -1], &mut out)).contains("ffn"));
+    assert!(e(expert_ffn(&s, &w, &x, &[0, 1, 1, -1], &mut out[..15])).contains("expert_out"));
+    // No rows: nothing happens.
+    let none = FfnShape { rows: 0, ..s };
+    expert_ffn_emu(&emu, &none, &w, &x, &[0, 1, 1, -1], &mut out).unwrap();
+    assert!(out.iter().all(|&v| v == 0.0));
+}
