@@ -57,8 +57,20 @@ fn demo_pages_experts_swaps_sequences_and_matches_the_non_paged_run() {
     let dir = std::env::temp_dir().join(format!("memwall-demo-test-{}", std::process::id()));
     let trace = std::env::temp_dir().join(format!("memwall-demo-test-{}.trace", std::process::id()));
     let out = memwall()
-        .args(["demo", "--layers", "2", "--heads", "2", "--ffn", "128", "--experts", "12", "--tokens", "5"])
-        .args(["--sequences", "3", "--active", "2", "--swap-every", "2", "--ddr-experts", "3", "--dir"])
+        .args(["demo", "--device", "cpu", "--layers", "2", "--heads", "2", "--ffn", "128", "--experts", "12"])
+        .args([
+            "--tokens",
+            "5",
+            "--sequences",
+            "3",
+            "--active",
+            "2",
+            "--swap-every",
+            "2",
+            "--ddr-experts",
+            "3",
+            "--dir",
+        ])
         .arg(&dir)
         .arg("--routing-trace")
         .arg(&trace)
@@ -121,4 +133,35 @@ fn simulate_experts_replays_a_trace_and_belady_is_the_ceiling() {
         assert!(r[2].1 >= r[2].0, "{r:?}");
     }
     let _ = std::fs::remove_file(path);
+}
+
+/// The demo on a GPU: the kernels (decode attention over the KV pool in
+/// HBM, MoE++ routing, the expert FFN, combine) with experts paged
+/// HBM <- DDR <- NVMe, against a non-paged GPU run. Without a GPU,
+/// `--device gpu` is a clear error (and the GPU run skips).
+#[test]
+fn gpu_demo_runs_the_kernels_and_matches_the_non_paged_run() {
+    if !memwall::gpu::driver_present() {
+        let out = memwall().args(["demo", "--device", "gpu"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--device gpu: no CUDA driver"), "{err}");
+    }
+    let Some(_gpu) = memwall::gpu::gpu_or_skip("gpu_demo_runs_the_kernels_and_matches_the_non_paged_run") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("memwall-gpu-demo-test-{}", std::process::id()));
+    let out = memwall()
+        .args(["demo", "--device", "gpu", "--layers", "3", "--experts", "20", "--tokens", "8", "--sequences", "3"])
+        .args(["--active", "2", "--swap-every", "2", "--hbm-experts", "6", "--ddr-experts", "10", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("compute: GPU"), "{text}");
+    assert!(text.contains("| check | identical tokens to the non-paged run |"), "{text}");
+    let hbm = text.lines().find(|l| l.starts_with("| Hbm:")).expect("an HBM row");
+    assert!(!hbm.contains("/ 0 ("), "expected HBM misses (experts paged in): {hbm}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -3,6 +3,8 @@
 //! CPU machine) and KV caches of waiting sequences swapped out and back;
 //! checked against a non-paged run of the same model.
 
+mod backend;
+mod gpu;
 pub mod model;
 mod paged;
 
@@ -10,8 +12,12 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use backend::{Backend, CpuBackend};
+use gpu::{DeviceExperts, GpuBackend};
+use memwall::gpu::Gpu;
 use memwall::trace;
 use memwall_tiers::clients::kv::{KvCache, KvConfig, SeqId};
+use memwall_tiers::config::{Capacity, Toggle};
 use memwall_tiers::{Config, Pager, Tier};
 
 use model::{InMemoryExperts, Model, ModelConfig};
@@ -65,6 +71,26 @@ pub struct DemoArgs {
     /// input).
     #[arg(long, value_enum, default_value_t = Predictor::Pregated)]
     pub predictor: Predictor,
+    /// Where to compute: the GPU kernels with experts and the KV pool in
+    /// HBM, memwall's CPU paths with DDR as the top tier, or the GPU when
+    /// one opens.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// FFN experts the HBM tier holds on a GPU run (the rest page from DDR
+    /// and NVMe).
+    #[arg(long, default_value_t = 8)]
+    pub hbm_experts: usize,
+}
+
+/// `--device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// The GPU when `Gpu::new` opens one, else the CPU.
+    Auto,
+    /// memwall's CPU paths (DDR + NVMe).
+    Cpu,
+    /// The GPU kernels (HBM + DDR + NVMe); an error without one.
+    Gpu,
 }
 
 /// Prompts, one per sequence.
@@ -117,6 +143,7 @@ fn run(
     args: &DemoArgs,
     kv: &mut KvCache,
     experts: &dyn model::ExpertSource,
+    backend: &dyn Backend,
     swap: bool,
     progress: bool,
 ) -> memwall::Result<RunResult> {
@@ -156,7 +183,7 @@ fn run(
         let t0 = Instant::now();
         let (next, stats) = {
             let _span = trace::span(format!("decode step {i}"), "compute");
-            model.step(&input, &batch, kv, experts)?
+            model.step(&input, &batch, kv, experts, backend)?
         };
         r.compute += t0.elapsed();
         r.expert_calls += stats.expert_calls;
@@ -191,6 +218,12 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     if args.heads == 0 || args.layers == 0 || args.ffn == 0 || args.tokens == 0 || args.page_size == 0 {
         return Err("--heads, --layers, --ffn, --tokens and --page-size must be positive".into());
     }
+    if args.hbm_experts == 0 || args.ddr_experts == 0 {
+        return Err(format!(
+            "--hbm-experts {} and --ddr-experts {} must be at least 1 (an expert is pinned in the top tier while it computes)",
+            args.hbm_experts, args.ddr_experts
+        ));
+    }
     let cfg = ModelConfig {
         vocab: 256,
         d_model: 64 * args.heads,
@@ -220,28 +253,61 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         args.active
     );
 
+    let gpu = match args.device {
+        DeviceChoice::Cpu => None,
+        DeviceChoice::Gpu => Some(Gpu::new(0).map_err(|e| format!("--device gpu: {e}"))?),
+        DeviceChoice::Auto => Gpu::new(0).ok(),
+    };
     let dir =
         args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("memwall-demo-{}", std::process::id())));
     let kv_budget = 64 << 20;
     let ddr = args.ddr_experts * expert_bytes + kv_budget;
     let nvme = 2 * cfg.layers * n_ffn * expert_bytes + (256 << 20);
-    let pager = Pager::new(Config::small(dir.clone(), ddr as u64, nvme as u64)).map_err(|e| e.to_string())?;
+    // On a GPU the top tier is HBM (experts and the KV pool), else DDR.
+    let on_gpu = gpu.is_some();
+    let with_hbm = move |mut c: Config, hbm: usize| {
+        if on_gpu {
+            c.hbm.enabled = Toggle::On;
+            c.hbm.capacity = Capacity::Bytes(hbm as u64);
+        }
+        c
+    };
+    let hbm = args.hbm_experts * expert_bytes + kv_budget;
+    let pager =
+        Pager::new(with_hbm(Config::small(dir.clone(), ddr as u64, nvme as u64), hbm)).map_err(|e| e.to_string())?;
     let tiers: Vec<String> = pager.tiers().iter().map(|t| format!("{t:?}")).collect();
-    println!("tiers: {} (DDR holds {} of {} experts)", tiers.join(" + "), args.ddr_experts, cfg.layers * n_ffn);
+    let held = if on_gpu {
+        format!("HBM holds {}, DDR {} of {} experts", args.hbm_experts, args.ddr_experts, cfg.layers * n_ffn)
+    } else {
+        format!("DDR holds {} of {} experts", args.ddr_experts, cfg.layers * n_ffn)
+    };
+    println!("tiers: {} ({held})", tiers.join(" + "));
     let in_memory = InMemoryExperts::new(&cfg);
+    // The reference run's experts: all in memory, on the device for a GPU run.
+    let (backend, reference_experts): (Box<dyn Backend>, Box<dyn model::ExpertSource>) = match gpu {
+        Some(gpu) => {
+            let on_device = DeviceExperts::new(&gpu, &in_memory).map_err(|e| e.to_string())?;
+            (Box::new(GpuBackend::new(gpu).map_err(|e| e.to_string())?), Box::new(on_device))
+        }
+        None => (Box::new(CpuBackend), Box::new(InMemoryExperts::new(&cfg))),
+    };
+    println!("compute: {}", backend.name());
     let experts = PagedExperts::new(&pager, &cfg, &in_memory, args.predictor).map_err(|e| e.to_string())?;
+    drop(in_memory);
     // Pages for every sequence at once (swapped sequences free theirs).
     let pages = args.sequences * (prompt(0).len().max(prompt(1).len()) + args.tokens).div_ceil(args.page_size) + 1;
     let kv_cfg = KvConfig::new(model.kv_shape(pages));
     let mut kv = KvCache::new(pager.clone(), kv_cfg).map_err(|e| e.to_string())?;
 
     eprintln!("paged run:");
-    let paged = run(&model, args, &mut kv, &experts, true, true).map_err(|e| e.to_string())?;
+    let paged = run(&model, args, &mut kv, &experts, backend.as_ref(), true, true).map_err(|e| e.to_string())?;
     eprintln!("non-paged reference run:");
     let plain_dir = dir.join("reference");
-    let plain_pager = Pager::new(Config::small(&plain_dir, 1 << 30, 1 << 30)).map_err(|e| e.to_string())?;
+    let plain_pager =
+        Pager::new(with_hbm(Config::small(&plain_dir, 1 << 30, 1 << 30), 1 << 30)).map_err(|e| e.to_string())?;
     let mut plain_kv = KvCache::new(plain_pager, kv_cfg).map_err(|e| e.to_string())?;
-    let plain = run(&model, args, &mut plain_kv, &in_memory, false, false).map_err(|e| e.to_string())?;
+    let plain = run(&model, args, &mut plain_kv, reference_experts.as_ref(), backend.as_ref(), false, false)
+        .map_err(|e| e.to_string())?;
     drop(plain_kv);
     let identical = paged.tokens == plain.tokens;
 

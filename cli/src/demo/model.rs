@@ -6,10 +6,11 @@
 //! non-paged run of the same model produce identical tokens.
 
 use half::bf16;
-use memwall::attention::decode;
 use memwall::dtype::Dtype;
-use memwall::moe::{self, CombineInputs, ExpertLayout, GateInputs, MoeConfig, Residual};
+use memwall::moe::{ExpertLayout, GateInputs, MoeConfig, Residual, Routing};
 use memwall::Result;
+
+use super::backend::{Backend, MoeLayer};
 use memwall_tiers::clients::kv::{KvCache, KvShape, SeqId};
 
 /// A tier-client error as a memwall error, for the model's `Result`.
@@ -90,6 +91,22 @@ pub trait ExpertSource {
     /// After `layer`'s routing: what predicts the next layer's experts,
     /// which a paged source prefetches.
     fn prefetch_next(&self, layer: usize, next: &NextLayer<'_>) -> Result<()>;
+    /// Calls `f` with expert `e` of `layer` in device memory (W1 then W2,
+    /// f32 bytes), for the GPU backend. `f` must finish its device work
+    /// before it returns (the copy may move once it is released).
+    fn with_expert_device(
+        &self,
+        layer: usize,
+        e: usize,
+        f: &mut dyn FnMut(&memwall::gpu::cuda::CudaSlice<u8>) -> Result<()>,
+    ) -> Result<()> {
+        let _ = f;
+        Err(memwall::Error::invalid(
+            "expert source",
+            format!("layer {layer} expert {e}"),
+            "this source has no device copies (a GPU run needs HBM-backed experts)",
+        ))
+    }
 }
 
 /// What layer `j` knows of layer `j + 1`'s routing when it has routed.
@@ -222,6 +239,7 @@ impl Model {
         seqs: &[SeqId],
         kv: &mut KvCache,
         experts: &dyn ExpertSource,
+        backend: &dyn Backend,
     ) -> Result<(Vec<u8>, StepStats)> {
         let cfg = &self.cfg;
         let (d, hd, b) = (cfg.d_model, ModelConfig::HEAD_DIM, tokens.len());
@@ -267,7 +285,7 @@ impl Model {
             let shape = batch.decode_shape(kv.shape(), cfg.heads as u32, 1.0 / (hd as f32).sqrt());
             let mut out = vec![bf16::ZERO; b * d];
             let mut lse = vec![0f32; b * cfg.heads];
-            decode(&shape, &q, kv.k_cache(li).map_err(kv_err)?, kv.v_cache(li).map_err(kv_err)?, &mut out, &mut lse)?;
+            backend.attention(kv, li, &shape, &q, &mut out, &mut lse)?;
             for s in 0..b {
                 let of: Vec<f32> = out[s * d..(s + 1) * d].iter().map(|v| v.to_f32()).collect();
                 let mut proj = vec![0f32; d];
@@ -291,54 +309,30 @@ impl Model {
                 x: &h,
                 wc: &layer.wc,
             };
-            let routing = moe::route(&moe_cfg, &inputs)?;
-            // The next layer's routing is predictable from these logits
-            // through its W_g (the gating residual) and its router applied
-            // to this layer's input (pre-gating): prefetch those experts.
-            if let Some(next) = self.layers.get(li + 1) {
-                let hint = NextLayer {
-                    logits: &routing.next_logits,
-                    wg_next: &next.wg,
-                    router_next: &next.router,
-                    hidden_states: &h,
-                    hidden: d,
-                    tokens: b,
-                };
-                experts.prefetch_next(li, &hint)?;
-            }
-            let disp = moe::dispatch(&moe_cfg, &routing, b as u32);
-            let rows = moe_cfg.max_rows(b as u32) as usize;
-            let mut expert_out = vec![0f32; rows * d];
-            for e in 0..moe_cfg.layout.n_ffn as usize {
-                let (r0, r1) = (disp.expert_offsets[e] as usize, disp.expert_offsets[e + 1] as usize);
-                let toks: Vec<(usize, usize)> = (r0..r1)
-                    .filter(|&r| disp.sorted_tokens[r] >= 0)
-                    .map(|r| (r, disp.sorted_tokens[r] as usize))
-                    .collect();
-                if toks.is_empty() {
-                    continue;
+            // The next layer's routing is predictable from this layer's
+            // logits through its W_g (the gating residual) and its router
+            // applied to this layer's input (pre-gating): once routed,
+            // prefetch those experts while this layer's experts compute.
+            let mut prefetch = |routing: &Routing| -> Result<()> {
+                if let Some(next) = self.layers.get(li + 1) {
+                    let hint = NextLayer {
+                        logits: &routing.next_logits,
+                        wg_next: &next.wg,
+                        router_next: &next.router,
+                        hidden_states: &h,
+                        hidden: d,
+                        tokens: b,
+                    };
+                    experts.prefetch_next(li, &hint)?;
                 }
-                stats.expert_calls += 1;
-                experts.with_expert(li, e, &mut |w| {
-                    let (w1, w2) = w.split_at(cfg.ffn * d);
-                    let mut hid = vec![0f32; cfg.ffn];
-                    for &(r, t) in &toks {
-                        matvec(w1, &h[t * d..(t + 1) * d], &mut hid);
-                        hid.iter_mut().for_each(|v| *v = v.max(0.0));
-                        matvec(w2, &hid, &mut expert_out[r * d..(r + 1) * d]);
-                    }
-                })?;
-            }
+                Ok(())
+            };
+            let mut moe_out = vec![0f32; b * d];
+            let layer_moe = MoeLayer { cfg: &moe_cfg, layer: li, inputs: &inputs, v: &layer.v, ffn: cfg.ffn };
+            let (routing, calls) = backend.moe(&layer_moe, experts, &mut prefetch, &mut moe_out)?;
+            stats.expert_calls += calls;
             stats.zero_computation_slots +=
                 routing.ids.iter().filter(|&&e| e as u32 >= moe_cfg.layout.n_ffn).count() as u64;
-            let mut moe_out = vec![0f32; b * d];
-            moe::combine(
-                &moe_cfg,
-                &routing,
-                &disp,
-                &CombineInputs { x: &h, expert_out: &expert_out, v: &layer.v, hidden: d as u32 },
-                &mut moe_out,
-            )?;
             for (xv, m) in x.iter_mut().zip(&moe_out) {
                 *xv += m;
             }

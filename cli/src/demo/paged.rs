@@ -1,5 +1,5 @@
 //! The demo's expert source: FFN experts through `memwall_tiers`'
-//! `ExpertCache` (DDR <- NVMe here). The KV cache is the tier client
+//! `ExpertCache` (HBM <- DDR <- NVMe on a GPU, DDR <- NVMe otherwise). The KV cache is the tier client
 //! `KvCache` directly (see `mod.rs`).
 
 use memwall::trace;
@@ -72,6 +72,21 @@ impl ExpertSource for PagedExperts {
         let w = pin.view::<f32>().map_err(err)?;
         f(w);
         Ok(())
+    }
+
+    fn with_expert_device(
+        &self,
+        layer: usize,
+        e: usize,
+        f: &mut dyn FnMut(&memwall::gpu::cuda::CudaSlice<u8>) -> memwall::Result<()>,
+    ) -> memwall::Result<()> {
+        let pin = {
+            let _span = trace::span(format!("expert L{layer}E{e} pin"), "fetch");
+            self.cache.get(layer, e).map_err(client_err)?
+        };
+        // The pin keeps the HBM copy in place until `f` (which waits for
+        // its kernels) returns.
+        f(pin.device().map_err(err)?.slice())
     }
 
     fn prefetch_next(&self, layer: usize, next: &NextLayer<'_>) -> memwall::Result<()> {
