@@ -63,6 +63,11 @@ fn upload(stream: &Arc<CudaStream>, dst: &mut CudaSlice<u8>, src: &[u8]) -> Resu
 }
 
 fn download<T: bytemuck::Pod>(stream: &Arc<CudaStream>, src: &CudaSlice<u8>, n: usize) -> Result<Vec<T>> {
+    if n == 0 {
+        // No copy for nothing (e.g. no FFN rows when every slot went to a
+        // zero-computation expert).
+        return Ok(Vec::new());
+    }
     let bytes =
         stream.clone_dtoh(&src.slice(..n * std::mem::size_of::<T>())).map_err(|e| Error::driver("downloading", e))?;
     let mut out = vec![T::zeroed(); n];

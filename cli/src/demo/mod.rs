@@ -260,8 +260,16 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     };
     let dir =
         args.dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("memwall-demo-{}", std::process::id())));
-    let kv_budget = 64 << 20;
-    let ddr = args.ddr_experts * expert_bytes + kv_budget;
+    // Pages for every sequence at once (swapped sequences free theirs).
+    let pages = args.sequences * (prompt(0).len().max(prompt(1).len()) + args.tokens).div_ceil(args.page_size) + 1;
+    let kv_cfg = KvConfig::new(model.kv_shape(pages));
+    // The top tier holds the KV pool beside its experts; DDR also stages
+    // swap groups on their way to NVMe (two groups' room). A MiB of slack
+    // for page rounding, less than one expert, so the tiers hold exactly
+    // the experts the flags say.
+    let pool = kv_cfg.shape.pool_bytes();
+    let staging = 2 * kv_cfg.swap_group_blocks * kv_cfg.shape.block_bytes();
+    let slack = 1 << 20;
     let nvme = 2 * cfg.layers * n_ffn * expert_bytes + (256 << 20);
     // On a GPU the top tier is HBM (experts and the KV pool), else DDR.
     let on_gpu = gpu.is_some();
@@ -272,7 +280,8 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         }
         c
     };
-    let hbm = args.hbm_experts * expert_bytes + kv_budget;
+    let ddr = args.ddr_experts * expert_bytes + staging + slack + if on_gpu { 0 } else { pool };
+    let hbm = args.hbm_experts * expert_bytes + pool + slack;
     let pager =
         Pager::new(with_hbm(Config::small(dir.clone(), ddr as u64, nvme as u64), hbm)).map_err(|e| e.to_string())?;
     let tiers: Vec<String> = pager.tiers().iter().map(|t| format!("{t:?}")).collect();
@@ -294,9 +303,6 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     println!("compute: {}", backend.name());
     let experts = PagedExperts::new(&pager, &cfg, &in_memory, args.predictor).map_err(|e| e.to_string())?;
     drop(in_memory);
-    // Pages for every sequence at once (swapped sequences free theirs).
-    let pages = args.sequences * (prompt(0).len().max(prompt(1).len()) + args.tokens).div_ceil(args.page_size) + 1;
-    let kv_cfg = KvConfig::new(model.kv_shape(pages));
     let mut kv = KvCache::new(pager.clone(), kv_cfg).map_err(|e| e.to_string())?;
 
     eprintln!("paged run:");
