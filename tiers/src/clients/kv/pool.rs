@@ -3,7 +3,9 @@
 //! counts (shared prefixes), and byte access that works in DDR (host
 //! memory) and HBM (device copies through the copy's stream).
 
-use memwall::gpu::cuda::DriverError;
+use std::sync::{Arc, OnceLock};
+
+use memwall::gpu::cuda::{CudaStream, DriverError};
 
 use super::shape::KvShape;
 use crate::error::TierError;
@@ -17,6 +19,10 @@ pub(crate) struct Pool {
     free: Vec<u32>,
     /// Block tables referencing each page.
     refs: Vec<u32>,
+    /// The pool's own stream for its small token-sized copies (pool in
+    /// HBM). Not the pager's copy stream: a write waits only for itself,
+    /// not behind the MiB-sized expert prefetches queued there.
+    stream: OnceLock<Arc<CudaStream>>,
 }
 
 fn cuda(during: String, e: DriverError) -> TierError {
@@ -27,7 +33,7 @@ impl Pool {
     /// A pool over the pinned copy `guard` (`shape.pool_bytes()` bytes).
     pub(crate) fn new(guard: PinMutGuard, shape: &KvShape) -> Self {
         let n = shape.num_pages;
-        Pool { guard, free: (0..n as u32).rev().collect(), refs: vec![0; n] }
+        Pool { guard, free: (0..n as u32).rev().collect(), refs: vec![0; n], stream: OnceLock::new() }
     }
 
     /// The tier the pool is pinned in.
@@ -95,13 +101,24 @@ impl Pool {
             bytes[offset..offset + src.len()].copy_from_slice(src);
             return Ok(());
         }
-        let block = self.guard.device_mut()?;
-        let slice = block.slice_mut();
-        let stream = slice.stream().clone();
-        let mut view = slice.slice_mut(offset..offset + src.len());
         let during = || format!("writing {} bytes of the KV pool at offset {offset}", src.len());
+        let stream = self.stream(during)?;
+        let block = self.guard.device_mut()?;
+        let mut view = block.slice_mut().slice_mut(offset..offset + src.len());
         stream.memcpy_htod(src, &mut view).map_err(|e| cuda(during(), e))?;
         stream.synchronize().map_err(|e| cuda(during(), e))
+    }
+
+    /// The pool's own stream (created on first use, in the pool's context;
+    /// cudarc's per-allocation events order it against the pager's and the
+    /// kernels' streams).
+    fn stream(&self, during: impl Fn() -> String) -> Result<Arc<CudaStream>, TierError> {
+        if let Some(s) = self.stream.get() {
+            return Ok(s.clone());
+        }
+        let block = self.guard.device()?;
+        let s = block.slice().stream().context().new_stream().map_err(|e| cuda(during(), e))?;
+        Ok(self.stream.get_or_init(|| s).clone())
     }
 
     /// Copies pool bytes at `offset` into `dst`.
@@ -110,12 +127,11 @@ impl Pool {
             dst.copy_from_slice(&bytes[offset..offset + dst.len()]);
             return Ok(());
         }
-        let block = self.guard.device()?;
-        let slice = block.slice();
-        let stream = slice.stream().clone();
-        let view = slice.slice(offset..offset + dst.len());
         let len = dst.len();
         let during = || format!("reading {len} bytes of the KV pool at offset {offset}");
+        let stream = self.stream(during)?;
+        let block = self.guard.device()?;
+        let view = block.slice().slice(offset..offset + len);
         stream.memcpy_dtoh(&view, dst).map_err(|e| cuda(during(), e))?;
         stream.synchronize().map_err(|e| cuda(during(), e))
     }
