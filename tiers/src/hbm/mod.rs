@@ -49,12 +49,12 @@ impl DeviceBlock {
         self.slice.len() == 0
     }
 
-    /// The raw device address, valid while the pin that gave this block
-    /// lives.
-    pub fn device_ptr(&self) -> u64 {
-        let stream = self.slice.stream().clone();
-        let (ptr, _sync) = self.slice.device_ptr(&stream);
-        ptr
+    /// The raw device address for work enqueued on `stream`, valid while
+    /// the pin that gave this block lives, and the guard that orders that
+    /// work after this block's copies (keep it until the work is enqueued:
+    /// dropping it records the access on `stream`).
+    pub fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (u64, memwall::gpu::cuda::SyncOnDrop<'a>) {
+        self.slice.device_ptr(stream)
     }
 }
 

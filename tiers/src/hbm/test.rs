@@ -13,7 +13,8 @@ fn gpu_hbm_store_round_trips_through_device_memory() {
         }
         let mut dev = store.alloc(len).unwrap();
         assert_eq!(dev.len(), len);
-        assert_ne!(dev.device_ptr(), 0);
+        let stream = dev.slice().stream().clone();
+        assert_ne!(dev.device_ptr(&stream).0, 0);
         store.upload(ObjectId(1), &src, &mut dev).unwrap();
         let mut back = HostBlock::new(len).unwrap();
         store.download(ObjectId(1), &dev, &mut back).unwrap();
