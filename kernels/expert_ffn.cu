@@ -11,8 +11,9 @@
 //         later rows), x rows shared by every warp through L2.
 //   down  one warp per output j: out[row0 + r][j] = W2[j] . hid[r].
 //
-// Each dot product: lane i sums elements i, i + 32, ... in order, then a
-// fixed xor-shuffle tree; results are deterministic run to run.
+// Each dot product: lane i sums quads (16-byte loads when the rows are
+// aligned and the length a multiple of 4; else elements) i, i + 32, ... in
+// order, then a fixed xor-shuffle tree; results are deterministic run to run.
 //
 // Floors (decode: rows small): the weights, 2 * hidden * ffn * 4 bytes, read
 // once per launch pair; FLOPs 4 * rows * hidden * ffn. Memory-bound for
@@ -29,6 +30,31 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Four floats loaded as one 16-byte access (ld.global.v4.f32).
+struct alignas(16) F4 {
+  float v[4];
+};
+
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Lane `lane`'s share of a . b over `len` floats: 16-byte loads when both
+// rows are 16-byte aligned and `len % 4 == 0` (lane i takes quads i, i + 32,
+// ...), else 4-byte loads (elements i, i + 32, ...).
+__device__ __forceinline__ float lane_dot(const float* a, const float* b, uint32_t len, uint32_t lane) {
+  float acc = 0.0f;
+  if ((len & 3u) == 0 && aligned16(a) && aligned16(b)) {
+    const F4* a4 = reinterpret_cast<const F4*>(a);
+    const F4* b4 = reinterpret_cast<const F4*>(b);
+    for (uint32_t i = lane; i < len / 4; i += 32) {
+      const F4 x = a4[i], y = b4[i];
+      acc += x.v[0] * y.v[0] + x.v[1] * y.v[1] + x.v[2] * y.v[2] + x.v[3] * y.v[3];
+    }
+  } else {
+    for (uint32_t i = lane; i < len; i += 32) acc += a[i] * b[i];
+  }
+  return acc;
+}
+
 // out[r * out_stride + j] = act(w[j] . in(r)) for the warp's j, where in(r)
 // is `in + index(r) * in_stride` (index < 0: the row's output is 0).
 template <bool RELU, typename Index>
@@ -40,10 +66,7 @@ __device__ __forceinline__ void rows_dot(const float* w, uint32_t j, uint32_t le
   for (uint32_t r = 0; r < rows; r++) {
     const int64_t t = index(r);
     float acc = 0.0f;
-    if (t >= 0) {
-      const float* xr = in + static_cast<uint64_t>(t) * in_stride;
-      for (uint32_t i = lane; i < len; i += 32) acc += wj[i] * xr[i];
-    }
+    if (t >= 0) acc = lane_dot(wj, in + static_cast<uint64_t>(t) * in_stride, len, lane);
     acc = warp_sum(acc);
     if (lane == 0) {
       if (RELU) acc = acc > 0.0f ? acc : 0.0f;
