@@ -12,6 +12,12 @@
 //! | `nvme_read_gbps`, `nvme_write_gbps` | NVMe through the pager (fetch into DDR, write-back from DDR) |
 //! | `h2d_gbps`, `d2h_gbps`, `d2d_gbps` | pinned host <-> device and device copies |
 //! | `gpu_pack_gbps_<block>` | GPU datatype pack |
+//! | `gpu_pack_mapped_gbps` | GPU pack (64 B blocks) straight into mapped pinned host memory |
+//!
+//! Readers: the MPI interposer (`memwall-mpi`) takes `h2d_gbps`,
+//! `d2h_gbps`, `gpu_pack_gbps_*` and `gpu_pack_mapped_gbps` for its
+//! device-buffer model when its own 2-rank profile lacks them; the demo
+//! prints the NVMe figures beside what its pager achieved.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -95,6 +101,11 @@ impl Profile {
     /// Sets a value.
     pub fn set(&mut self, key: impl Into<String>, v: f64) {
         self.values.insert(key.into(), v);
+    }
+
+    /// Every key, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
     }
 }
 

@@ -171,4 +171,25 @@ fn measure_gpu(p: &mut Profile, size: usize, budget: Duration) {
             p.set(format!("gpu_pack_gbps_{block}"), v);
         }
     }
+    // One-shot pack straight into mapped pinned host memory (the MPI
+    // interposer's `mapped` method), 64 B blocks.
+    let rows = (size / 2 / 64) as i64;
+    let t = Datatype::byte().contiguous(64).and_then(|b| b.hvector(rows, 1, 128));
+    let (Ok(c), Ok(mut mapped)) =
+        (t.and_then(|t| Committed::new(&t)), gpu.alloc_pinned::<u8>(size / 2, memwall::gpu::PinnedKind::Mapped))
+    else {
+        return;
+    };
+    let Ok(mut view) = mapped.mapped_view() else { return };
+    if let Some(v) = step("GPU pack into mapped host", || {
+        let mut ok = true;
+        let r = rate(size / 2, budget, || {
+            let mut pos = 0;
+            ok &= c.pack_gpu(&gpu, &stream, &d1, 0, 1, &mut view, &mut pos).is_ok();
+            sync(&stream);
+        });
+        ok.then_some(r)
+    }) {
+        p.set("gpu_pack_mapped_gbps", v);
+    }
 }

@@ -6,6 +6,7 @@
 //! | `MEMWALL_MPI_STATS=1` | each rank prints its counts at `MPI_Finalize` (stderr) |
 //! | `MEMWALL_MPI_METHOD=device\|mapped\|staged` | force how device buffers travel (default: the model) |
 //! | `MEMWALL_MPI_PROFILE=path` | the measured profile the model reads (see [`crate::model`]) |
+//! | `MEMWALL_PROFILE=path` | `memwall measure`'s machine profile, filling what the first lacks (read at `MPI_Init`) |
 //! | `MEMWALL_MPI_DEBUG=1` | say on stderr why a committed type is left to the library |
 //! | `MEMWALL_MPI_HOST_MIN_BYTES=n` | host-buffer sends and receives of fewer packed bytes go to the library (default: [`default_host_min_bytes`]) |
 //!

@@ -42,6 +42,11 @@
 //! The model picks the cheapest method whose quantities are all measured.
 //! Without a profile (or with one that lacks what a method needs) the choice
 //! is [`Method::Staged`], which works with any MPI.
+//!
+//! The machine profile that `memwall measure` writes (`MEMWALL_PROFILE`,
+//! else `~/.cache/memwall/profile.toml`) fills the device-side quantities
+//! this profile lacks ([`Profile::fill_from_machine`]), so a machine that ran
+//! only `memwall measure` still chooses between `mapped` and `staged`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -189,6 +194,38 @@ impl Profile {
         s
     }
 
+    /// Adds what `memwall measure`'s machine profile knows
+    /// ([`memwall::profile::Profile`]) for the quantities this profile has
+    /// not measured: `h2d` and `d2h` from `h2d_gbps`/`d2h_gbps`,
+    /// `pack_device` from the slowest `gpu_pack_gbps_<block>`, `pack_mapped`
+    /// from `gpu_pack_mapped_gbps`, each as a line through the origin at
+    /// that bandwidth. Returns the quantities it added.
+    pub fn fill_from_machine(&mut self, machine: &memwall::profile::Profile) -> Vec<Quantity> {
+        let slowest_pack = machine
+            .keys()
+            .filter(|k| k.starts_with("gpu_pack_gbps_"))
+            .filter_map(|k| machine.get(k))
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .min_by(f64::total_cmp);
+        let rates = [
+            (Quantity::H2d, machine.get("h2d_gbps")),
+            (Quantity::D2h, machine.get("d2h_gbps")),
+            (Quantity::PackDevice, slowest_pack),
+            (Quantity::PackMapped, machine.get("gpu_pack_mapped_gbps")),
+        ];
+        let mut added = Vec::new();
+        for (q, gbps) in rates {
+            let Some(gbps) = gbps.filter(|g| g.is_finite() && *g > 0.0) else { continue };
+            if self.has(q) {
+                continue;
+            }
+            const MIB: u64 = 1 << 20;
+            self.add(q, MIB, MIB as f64 / (gbps * 1e9));
+            added.push(q);
+        }
+        added
+    }
+
     /// Whether `q` was measured.
     pub fn has(&self, q: Quantity) -> bool {
         self.curves.get(&q).is_some_and(|v| !v.is_empty())
@@ -225,15 +262,23 @@ pub struct Model {
 
 impl Model {
     /// The predicted time of `m` for `bytes`, when the profile has every
-    /// quantity it needs.
+    /// quantity it needs. `mpi_host` is common to `mapped` and `staged`:
+    /// without it (a machine profile from `memwall measure` alone, no 2-rank
+    /// measurement) those two are still compared on their device-side
+    /// steps, and `device`, which needs `mpi_host` to be weighed against
+    /// them, is left out.
     pub fn predict(&self, m: Method, bytes: u64) -> Option<f64> {
         let p = self.profile.as_ref()?;
         let t = |q| p.time(q, bytes);
+        let host = t(Quantity::MpiHost);
         Some(match m {
-            Method::Device => 2.0 * t(Quantity::PackDevice)? + t(Quantity::MpiDevice)?,
-            Method::Mapped => 2.0 * t(Quantity::PackMapped)? + t(Quantity::MpiHost)?,
+            Method::Device => {
+                host?;
+                2.0 * t(Quantity::PackDevice)? + t(Quantity::MpiDevice)?
+            }
+            Method::Mapped => 2.0 * t(Quantity::PackMapped)? + host.unwrap_or(0.0),
             Method::Staged => {
-                2.0 * t(Quantity::PackDevice)? + t(Quantity::D2h)? + t(Quantity::H2d)? + t(Quantity::MpiHost)?
+                2.0 * t(Quantity::PackDevice)? + t(Quantity::D2h)? + t(Quantity::H2d)? + host.unwrap_or(0.0)
             }
         })
     }
@@ -324,6 +369,40 @@ mod tests {
         assert_eq!(m.predict(Method::Device, 1024), None);
         assert_eq!(m.choose(1024), Method::Mapped);
         assert_eq!(m.choose(1 << 20), Method::Staged);
+    }
+
+    #[test]
+    fn machine_profile_fills_what_is_missing_and_mapped_vs_staged_needs_no_mpi_host() {
+        let machine = memwall::profile::Profile::parse(
+            "h2d_gbps = 20\nd2h_gbps = 25\ngpu_pack_gbps_16 = 400\ngpu_pack_gbps_512 = 1500\n\
+             gpu_pack_mapped_gbps = 10\nddr_memcpy_gbps = 12\n",
+        )
+        .unwrap();
+        // The 2-rank profile measured d2h itself: that one stays.
+        let mut p = profile("d2h 1048576 1e-3\n");
+        let added = p.fill_from_machine(&machine);
+        assert_eq!(added, vec![Quantity::H2d, Quantity::PackDevice, Quantity::PackMapped]);
+        assert_eq!(p.time(Quantity::D2h, 1 << 20), Some(1e-3));
+        let h2d = p.time(Quantity::H2d, 1 << 21).unwrap();
+        assert!((h2d - 2.0 * 1048576.0 / 20e9).abs() < 1e-12, "{h2d}");
+        // The slowest GPU pack rate is the device pack.
+        let pack = p.time(Quantity::PackDevice, 1 << 20).unwrap();
+        assert!((pack - 1048576.0 / 400e9).abs() < 1e-12, "{pack}");
+        // No mpi_host: mapped (2 x 1 MiB at 10 GB/s) against staged
+        // (2 x pack + d2h + h2d) on their own steps; device left out.
+        let m = Model { profile: Some(p.clone()), forced: None };
+        assert_eq!(m.predict(Method::Device, 1 << 20), None);
+        assert!(m.predict(Method::Mapped, 1 << 20).is_some() && m.predict(Method::Staged, 1 << 20).is_some());
+        assert_eq!(m.choose(1 << 20), Method::Mapped, "{:?}", m.predict(Method::Staged, 1 << 20));
+        // A slow mapped pack flips it.
+        let slow = memwall::profile::Profile::parse("gpu_pack_mapped_gbps = 0.5\n").unwrap();
+        let mut q = profile("d2h 1048576 1e-5\nh2d 1048576 1e-5\npack_device 1048576 1e-6\n");
+        q.fill_from_machine(&slow);
+        assert_eq!(Model { profile: Some(q), forced: None }.choose(1 << 20), Method::Staged);
+        // Nothing usable: nothing added.
+        let mut e = Profile::default();
+        let junk = memwall::profile::Profile::parse("h2d_gbps = 0\nd2h_gbps = -3\n").unwrap();
+        assert!(e.fill_from_machine(&junk).is_empty());
     }
 
     #[test]

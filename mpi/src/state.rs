@@ -77,6 +77,7 @@ pub fn start() {
             None
         }
     });
+    let profile = with_machine_profile(profile);
     let model = Model { profile, forced: config.method };
     let state = State {
         config,
@@ -89,6 +90,32 @@ pub fn start() {
     };
     if STATE.set(state).is_ok() {
         ACTIVE.store(true, Ordering::Release);
+    }
+}
+
+/// Fills what the 2-rank profile lacks from `memwall measure`'s machine
+/// profile (`MEMWALL_PROFILE`, else the default path), when there is one.
+/// A missing default file is silent; a named or unreadable one warns.
+fn with_machine_profile(profile: Option<Profile>) -> Option<Profile> {
+    use memwall::profile::{Profile as Machine, PROFILE_ENV};
+    let named = std::env::var_os(PROFILE_ENV).filter(|p| !p.is_empty());
+    let path = named.clone().map(std::path::PathBuf::from).unwrap_or_else(Machine::default_path);
+    if !path.exists() {
+        if named.is_some() {
+            warn(&format!("machine profile {} ({PROFILE_ENV}): not found; not used", path.display()));
+        }
+        return profile;
+    }
+    match Machine::load(&path) {
+        Ok(machine) => {
+            let mut p = profile.unwrap_or_default();
+            p.fill_from_machine(&machine);
+            Some(p)
+        }
+        Err(e) => {
+            warn(&format!("machine profile {}: {e}; not used", path.display()));
+            profile
+        }
     }
 }
 

@@ -157,6 +157,8 @@ fn bad_settings_never_crash() {
         ("MEMWALL_MPI_PROFILE", "/nonexistent/memwall/profile"),
         ("MEMWALL_MPI_PROFILE", garbage.to_str().expect("utf-8 path")),
         ("MEMWALL_MPI_HOST_MIN_BYTES", "lots"),
+        ("MEMWALL_PROFILE", "/nonexistent/memwall/machine-profile.toml"),
+        ("MEMWALL_PROFILE", garbage.to_str().expect("utf-8 path")),
     ] {
         let r = mpi.run(2, "halo3d", &["check", "6", "2"], &Opts::interposed().with(k, v));
         r.expect_pass(&format!("halo3d with {k}={v}"), "halo3d: PASS");
@@ -182,6 +184,15 @@ fn measure_writes_a_profile_the_model_reads() {
     let run = mpi.run(2, "halo3d", &["check", "6", "2"], &Opts::interposed().with("MEMWALL_MPI_PROFILE", p));
     run.expect_pass("halo3d with the measured profile", "halo3d: PASS");
     assert!(!run.stderr.contains("profile"), "{}", run.stderr);
+    // With `memwall measure`'s machine profile beside it, too.
+    let machine = std::env::temp_dir().join(format!("memwall-machine-profile-{}.toml", std::process::id()));
+    std::fs::write(&machine, "h2d_gbps = 20\nd2h_gbps = 20\ngpu_pack_gbps_64 = 800\ngpu_pack_mapped_gbps = 9\n")
+        .expect("write");
+    let opts = Opts::interposed().with("MEMWALL_MPI_PROFILE", p).with("MEMWALL_PROFILE", machine.to_str().unwrap());
+    let run = mpi.run(2, "halo3d", &["check", "6", "2"], &opts);
+    run.expect_pass("halo3d with both profiles", "halo3d: PASS");
+    assert!(!run.stderr.contains("profile"), "{}", run.stderr);
+    let _ = std::fs::remove_file(machine);
     let _ = std::fs::remove_file(path);
 }
 

@@ -313,6 +313,7 @@ impl Mpi {
             "MEMWALL_MPI_PROFILE",
             "MEMWALL_MPI_HOST_MIN_BYTES",
             "MEMWALL_MPI_DEBUG",
+            "MEMWALL_PROFILE",
         ] {
             cmd.env_remove(v);
         }
