@@ -1,5 +1,6 @@
-//! The machine profile: measured bandwidths that the pager and the MPI
-//! interposer read to choose how to move data. `memwall measure` writes it.
+//! The machine profile: this machine's measured bandwidths, which the MPI
+//! interposer reads to choose how device buffers travel and the demo reads
+//! to judge its pager. `memwall measure` writes it.
 //!
 //! Format: one `key = value` per line (a TOML subset), `#` comments; values
 //! are numbers (GB/s unless the key says otherwise). Unknown keys are kept.
@@ -16,8 +17,9 @@
 //!
 //! Readers: the MPI interposer (`memwall-mpi`) takes `h2d_gbps`,
 //! `d2h_gbps`, `gpu_pack_gbps_*` and `gpu_pack_mapped_gbps` for its
-//! device-buffer model when its own 2-rank profile lacks them; the demo
-//! prints the NVMe figures beside what its pager achieved.
+//! device-buffer model when its own 2-rank profile lacks them; `memwall
+//! demo` prints `nvme_read_gbps`/`nvme_write_gbps` beside the rates its
+//! pager achieved. The pager itself makes no bandwidth-based choice yet.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -41,8 +41,8 @@ enum Command {
         capacity: Vec<usize>,
     },
     /// Measure this machine's bandwidths (DDR, files, CPU and GPU pack, host
-    /// <-> device copies) and write the profile the pager and the MPI
-    /// interposer read.
+    /// <-> device copies) and write the profile the MPI interposer reads
+    /// (and the demo compares its pager with).
     Measure {
         /// Where to write the profile (default: $MEMWALL_PROFILE or
         /// ~/.cache/memwall/profile.toml).

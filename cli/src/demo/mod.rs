@@ -366,6 +366,20 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
             s.bytes_out as f64 / (1 << 20) as f64
         );
     }
+    // The pager's achieved NVMe rates beside the machine profile's (`memwall
+    // measure`), when there is one.
+    let nvme = stats.tier(Tier::Nvme);
+    let machine = memwall::profile::Profile::load(&memwall::profile::Profile::default_path()).ok();
+    let measured = |key: &str| {
+        machine.as_ref().and_then(|m| m.get(key)).map_or("run `memwall measure`".to_string(), |v| format!("{v:.2}"))
+    };
+    println!(
+        "| NVMe GB/s achieved: read / write (memwall measure: read / write) | {:.2} / {:.2} ({} / {}) | - |",
+        nvme.gbps_out(),
+        nvme.gbps_in(),
+        measured("nvme_read_gbps"),
+        measured("nvme_write_gbps")
+    );
     println!("| check | {} | |", if identical { "identical tokens to the non-paged run" } else { "MISMATCH" });
     if let Some(path) = &args.routing_trace {
         let t = experts.take_trace().ok_or("no routing trace was recorded")?;
