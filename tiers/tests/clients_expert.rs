@@ -109,6 +109,30 @@ fn random_gets_and_loads_match_an_in_memory_model() {
     });
 }
 
+/// The FFN experts (of 8) the MoE++ router picks for `tokens` tokens with
+/// its own logits `own` and the residual `W_g G`, deduplicated in first-seen
+/// order (the order `predict_experts` reports).
+fn routed_ffn_experts(moe: &MoeConfig, own: &[f32], g: &[f32], wg: &[f32], tokens: usize, d: usize) -> Vec<usize> {
+    let x = vec![0f32; tokens * d];
+    let wc = vec![0f32; 2 * 2 * d];
+    let inputs = GateInputs {
+        tokens: tokens as u32,
+        hidden: d as u32,
+        logits: own,
+        residual: Some(Residual { prev_logits: g, wg }),
+        x: &x,
+        wc: &wc,
+    };
+    let routing = route(moe, &inputs).unwrap();
+    let mut routed: Vec<usize> = Vec::new();
+    for &e in &routing.ids {
+        if (e as usize) < 8 && !routed.contains(&(e as usize)) {
+            routed.push(e as usize);
+        }
+    }
+    routed
+}
+
 #[test]
 fn prediction_is_the_next_routers_choice_without_its_own_logits() {
     // The next layer routes G' = l' + W_g G. With l' = 0 its choice is
@@ -123,24 +147,7 @@ fn prediction_is_the_next_routers_choice_without_its_own_logits() {
     };
     let g: Vec<f32> = (0..tokens * n).map(|_| next() * 3.0).collect();
     let wg: Vec<f32> = (0..n * n).map(|_| next()).collect();
-    let zeros = vec![0f32; tokens * n];
-    let x = vec![0f32; tokens * 4];
-    let wc = vec![0f32; 2 * 2 * 4];
-    let inputs = GateInputs {
-        tokens: tokens as u32,
-        hidden: 4,
-        logits: &zeros,
-        residual: Some(Residual { prev_logits: &g, wg: &wg }),
-        x: &x,
-        wc: &wc,
-    };
-    let routing = route(&moe, &inputs).unwrap();
-    let mut routed: Vec<usize> = Vec::new();
-    for &e in &routing.ids {
-        if (e as usize) < 8 && !routed.contains(&(e as usize)) {
-            routed.push(e as usize);
-        }
-    }
+    let routed = routed_ffn_experts(&moe, &vec![0f32; tokens * n], &g, &wg, tokens, 4);
     let predicted = predict_experts(&moe, &g, &wg, tokens);
     assert_eq!(predicted, routed);
     assert!(predicted.iter().all(|&e| e < 8));
@@ -180,23 +187,7 @@ fn pregating_predicts_the_next_router_when_its_input_is_unchanged() {
             own[t * n + e] = (0..d).map(|i| router[e * d + i] * h[t * d + i]).sum();
         }
     }
-    let x = vec![0f32; tokens * d];
-    let wc = vec![0f32; 2 * 2 * d];
-    let inputs = GateInputs {
-        tokens: tokens as u32,
-        hidden: d as u32,
-        logits: &own,
-        residual: Some(Residual { prev_logits: &g, wg: &wg }),
-        x: &x,
-        wc: &wc,
-    };
-    let routing = route(&moe, &inputs).unwrap();
-    let mut routed: Vec<usize> = Vec::new();
-    for &e in &routing.ids {
-        if (e as usize) < 8 && !routed.contains(&(e as usize)) {
-            routed.push(e as usize);
-        }
-    }
+    let routed = routed_ffn_experts(&moe, &own, &g, &wg, tokens, d);
     let pregate = Pregate { router_next: &router, hidden_states: &h, hidden: d };
     let pregated = predict_experts_pregated(&moe, &g, &wg, Some(&pregate), tokens);
     assert_eq!(pregated, routed);
