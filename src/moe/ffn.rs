@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Access, BufferUse, Dim3, KernelArg, LaunchPlan};
 use crate::gpu::{Bind, DeviceRead, DeviceWrite, Gpu};
 
+use super::check_len_at_least;
+
 /// Warps per block of both kernels (`MEMWALL_FFN_WARPS`).
 const WARPS: u32 = 8;
 
@@ -63,13 +65,6 @@ impl FfnShape {
     }
 }
 
-fn check_len(what: &'static str, got: usize, needed: usize) -> Result<()> {
-    if got < needed {
-        return Err(Error::invalid(what, got, format!("needs at least {needed} elements")));
-    }
-    Ok(())
-}
-
 /// Checks the host slices of a CPU or emulated call, including every
 /// token index (on a GPU they come from the dispatch kernels).
 fn check_inputs(s: &FfnShape, w: &[f32], x: &[f32], sorted: &[i32], out: &[f32]) -> Result<()> {
@@ -82,9 +77,9 @@ fn check_inputs(s: &FfnShape, w: &[f32], x: &[f32], sorted: &[i32], out: &[f32])
             format!("W1 then W2 of hidden {} x ffn {} is {} floats", s.hidden, s.ffn, s.weight_len()),
         ));
     }
-    check_len("x", x.len(), t * d)?;
-    check_len("sorted_tokens", sorted.len(), s.total_rows as usize)?;
-    check_len("expert_out", out.len(), s.total_rows as usize * d)?;
+    check_len_at_least("x", x.len(), t * d)?;
+    check_len_at_least("sorted_tokens", sorted.len(), s.total_rows as usize)?;
+    check_len_at_least("expert_out", out.len(), s.total_rows as usize * d)?;
     let rows = &sorted[s.row0 as usize..(s.row0 + s.rows) as usize];
     if let Some(&bad) = rows.iter().find(|&&tok| tok >= 0 && tok as usize >= t) {
         return Err(Error::invalid("sorted_tokens", bad, format!("tokens are 0..{t}")));
