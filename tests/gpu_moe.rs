@@ -113,7 +113,6 @@ fn gpu_expert_ffn_layer_matches_cpu() {
         dev.route_and_dispatch(&gpu, &stream).unwrap();
         let (_, gd) = dev.download(&stream).unwrap();
         assert_eq!(gd, cpu_d, "{what}: dispatch");
-        let dx = stream.clone_htod(&x).unwrap();
         let mut hid = stream.alloc_zeros::<f32>((cfg.max_rows(t) * u64::from(ffn)) as usize).unwrap();
         for (e, w) in weights.iter().enumerate() {
             let dw = stream.clone_htod(w).unwrap();
@@ -121,8 +120,8 @@ fn gpu_expert_ffn_layer_matches_cpu() {
             let (w1, w2) = (dw.slice(..half), dw.slice(half..));
             let (row0, row1) = (gd.expert_offsets[e], gd.expert_offsets[e + 1]);
             let s = FfnShape { tokens: t, hidden: d, ffn, total_rows: total, row0, rows: row1 - row0 };
-            let (sorted, out) = dev.ffn_io();
-            expert_ffn_gpu(&gpu, &stream, &s, &w1, &w2, &dx, sorted, &mut hid, out).unwrap();
+            let (dx, sorted, out) = dev.ffn_io();
+            expert_ffn_gpu(&gpu, &stream, &s, &w1, &w2, dx, sorted, &mut hid, out).unwrap();
         }
         dev.combine(&gpu, &stream).unwrap();
         let got = dev.download_out(&stream, d).unwrap();

@@ -196,10 +196,12 @@ impl<L: Element, A: Element> DeviceMoe<L, A> {
         &self.b.sorted
     }
 
-    /// The sorted tokens and the expert-output rows together, for
-    /// [`super::expert_ffn_gpu`] (which reads one and writes the other).
-    pub fn ffn_io(&mut self) -> (&CudaSlice<u8>, &mut CudaSlice<u8>) {
-        (&self.b.sorted, &mut self.b.expert_out)
+    /// The uploaded hidden states `x`, the sorted tokens and the
+    /// expert-output rows together, for [`super::expert_ffn_gpu`] (which
+    /// reads the first two and writes the third; it takes f32 activations,
+    /// so `A = f32`, and refuses a smaller `x`).
+    pub fn ffn_io(&mut self) -> (&CudaSlice<u8>, &CudaSlice<u8>, &mut CudaSlice<u8>) {
+        (&self.b.x, &self.b.sorted, &mut self.b.expert_out)
     }
 
     /// Combine, enqueued on `stream`, into the layer output.

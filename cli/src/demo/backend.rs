@@ -59,6 +59,16 @@ pub trait Backend {
     ) -> Result<(Routing, u64)>;
 }
 
+/// The FFN experts `disp` gave tokens to, each with the shape of its call
+/// (`ffn` hidden units, `t` tokens of hidden size `d`).
+pub fn ffn_calls(disp: &moe::Dispatch, t: u32, d: u32, ffn: usize) -> impl Iterator<Item = (usize, FfnShape)> + '_ {
+    let total = *disp.expert_offsets.last().unwrap_or(&0);
+    disp.expert_counts.iter().enumerate().filter(|(_, &count)| count > 0).map(move |(e, _)| {
+        let (row0, row1) = (disp.expert_offsets[e], disp.expert_offsets[e + 1]);
+        (e, FfnShape { tokens: t, hidden: d, ffn: ffn as u32, total_rows: total, row0, rows: row1 - row0 })
+    })
+}
+
 /// memwall's CPU paths; the KV pool must be in host memory (DDR).
 pub struct CpuBackend;
 
@@ -91,16 +101,10 @@ impl Backend for CpuBackend {
         let routing = moe::route(cfg, inputs)?;
         on_routed(&routing)?;
         let disp = moe::dispatch(cfg, &routing, t);
-        let total = *disp.expert_offsets.last().unwrap_or(&0);
         let mut expert_out = vec![0f32; cfg.max_rows(t) as usize * d as usize];
         let mut calls = 0;
-        for e in 0..cfg.layout.n_ffn as usize {
-            if disp.expert_counts[e] == 0 {
-                continue;
-            }
+        for (e, s) in ffn_calls(&disp, t, d, ffn) {
             calls += 1;
-            let (row0, row1) = (disp.expert_offsets[e], disp.expert_offsets[e + 1]);
-            let s = FfnShape { tokens: t, hidden: d, ffn: ffn as u32, total_rows: total, row0, rows: row1 - row0 };
             let mut result = Ok(());
             experts.with_expert(layer.layer, e, &mut |w| {
                 result = moe::expert_ffn(&s, w, inputs.x, &disp.sorted_tokens, &mut expert_out);

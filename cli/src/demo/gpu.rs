@@ -13,23 +13,23 @@ use half::bf16;
 use memwall::attention::{decode_gpu, DecodeShape};
 use memwall::gpu::cuda::{CudaSlice, CudaStream};
 use memwall::gpu::Gpu;
-use memwall::moe::{expert_ffn_gpu, DeviceMoe, FfnShape, Routing};
+use memwall::moe::{expert_ffn_gpu, DeviceMoe, Routing};
 use memwall::{Error, Result};
 use memwall_tiers::clients::kv::KvCache;
 
-use super::backend::{Backend, MoeLayer, OnRouted};
+use super::backend::{ffn_calls, Backend, MoeLayer, OnRouted};
 use super::model::{kv_err, ExpertSource, InMemoryExperts, NextLayer};
 
-fn driver(what: &str, e: memwall::gpu::cuda::DriverError) -> Error {
-    Error::driver(what.to_string(), e)
-}
+/// One batch shape's routing buffers and FFN scratch (`max_rows x ffn`).
+type LayerBuffers = (DeviceMoe<f32, f32>, CudaSlice<f32>);
 
 /// The GPU's compute of a decode step (one stream, in order).
 pub struct GpuBackend {
     gpu: Gpu,
     stream: Arc<CudaStream>,
-    /// Routing buffers per (tokens, has a residual), reused across steps.
-    moe: RefCell<HashMap<(u32, bool), DeviceMoe<f32, f32>>>,
+    /// Routing buffers and the FFN scratch per (tokens, has a residual),
+    /// reused across steps.
+    moe: RefCell<HashMap<(u32, bool), LayerBuffers>>,
 }
 
 impl GpuBackend {
@@ -60,14 +60,16 @@ impl Backend for GpuBackend {
         let bytes = kvs.layer_elems() * kvs.elem_bytes();
         let (k_at, v_at) = (kvs.cache_offset(layer, 0), kvs.cache_offset(layer, 1));
         let (k, v) = (pool.slice(k_at..k_at + bytes), pool.slice(v_at..v_at + bytes));
-        let dq = s.clone_htod(bytemuck::cast_slice::<bf16, u8>(q)).map_err(|e| driver("uploading q", e))?;
-        let mut dout = s.alloc_zeros::<u8>(std::mem::size_of_val(out)).map_err(|e| driver("allocating out", e))?;
-        let mut dlse = s.alloc_zeros::<f32>(lse.len()).map_err(|e| driver("allocating lse", e))?;
+        let dq = s.clone_htod(bytemuck::cast_slice::<bf16, u8>(q)).map_err(|e| Error::driver("uploading q", e))?;
+        let mut dout =
+            s.alloc_zeros::<u8>(std::mem::size_of_val(out)).map_err(|e| Error::driver("allocating out", e))?;
+        let mut dlse = s.alloc_zeros::<f32>(lse.len()).map_err(|e| Error::driver("allocating lse", e))?;
         let splits = shape.default_splits();
         decode_gpu(&self.gpu, s, shape, splits, &dq, &k, &v, &mut dout, &mut dlse)?;
-        s.memcpy_dtoh(&dout, bytemuck::cast_slice_mut::<bf16, u8>(out)).map_err(|e| driver("downloading out", e))?;
-        s.memcpy_dtoh(&dlse, lse).map_err(|e| driver("downloading lse", e))?;
-        s.synchronize().map_err(|e| driver("attention", e))
+        s.memcpy_dtoh(&dout, bytemuck::cast_slice_mut::<bf16, u8>(out))
+            .map_err(|e| Error::driver("downloading out", e))?;
+        s.memcpy_dtoh(&dlse, lse).map_err(|e| Error::driver("downloading lse", e))?;
+        s.synchronize().map_err(|e| Error::driver("attention", e))
     }
 
     fn moe(
@@ -81,9 +83,14 @@ impl Backend for GpuBackend {
         let (t, d, s) = (inputs.tokens, inputs.hidden, &self.stream);
         let has_prev = inputs.residual.is_some();
         let mut cache = self.moe.borrow_mut();
-        let dev = match cache.entry((t, has_prev)) {
+        let (dev, hid) = match cache.entry((t, has_prev)) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(DeviceMoe::new(s, cfg, t, d, has_prev)?),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let hid = s
+                    .alloc_zeros::<f32>((cfg.max_rows(t) as usize * ffn).max(1))
+                    .map_err(|e| Error::driver("allocating the FFN scratch", e))?;
+                slot.insert((DeviceMoe::new(s, cfg, t, d, has_prev)?, hid))
+            }
         };
         dev.upload(s, inputs, v)?;
         dev.route_and_dispatch(&self.gpu, s)?;
@@ -91,26 +98,17 @@ impl Backend for GpuBackend {
         // and the experts' row ranges.
         let (routing, disp) = dev.download(s)?;
         on_routed(&routing)?;
-        let dx = s.clone_htod(inputs.x).map_err(|e| driver("uploading x", e))?;
-        let total = *disp.expert_offsets.last().unwrap_or(&0);
-        let mut hid = s
-            .alloc_zeros::<f32>((cfg.max_rows(t) as usize * ffn).max(1))
-            .map_err(|e| driver("allocating the FFN scratch", e))?;
         let half = ffn * d as usize * 4;
         let mut calls = 0;
-        for e in 0..cfg.layout.n_ffn as usize {
-            if disp.expert_counts[e] == 0 {
-                continue;
-            }
+        for (e, shape) in ffn_calls(&disp, t, d, ffn) {
             calls += 1;
-            let (row0, row1) = (disp.expert_offsets[e], disp.expert_offsets[e + 1]);
-            let shape = FfnShape { tokens: t, hidden: d, ffn: ffn as u32, total_rows: total, row0, rows: row1 - row0 };
             experts.with_expert_device(layer.layer, e, &mut |w: &CudaSlice<u8>| {
                 let (w1, w2) = (w.slice(..half), w.slice(half..2 * half));
-                let (sorted, expert_out) = dev.ffn_io();
-                expert_ffn_gpu(&self.gpu, s, &shape, &w1, &w2, &dx, sorted, &mut hid, expert_out)?;
+                // x is the routing's own upload of the hidden states.
+                let (x, sorted, expert_out) = dev.ffn_io();
+                expert_ffn_gpu(&self.gpu, s, &shape, &w1, &w2, x, sorted, hid, expert_out)?;
                 // The expert's copy may move once the pin is released.
-                s.synchronize().map_err(|e| driver("expert FFN", e))
+                s.synchronize().map_err(|e| Error::driver("expert FFN", e))
             })?;
         }
         dev.combine(&self.gpu, s)?;
@@ -133,11 +131,14 @@ impl DeviceExperts {
         for layer in &host.0 {
             let mut l = Vec::new();
             for w in layer {
-                l.push(s.clone_htod(bytemuck::cast_slice::<f32, u8>(w)).map_err(|e| driver("uploading an expert", e))?);
+                l.push(
+                    s.clone_htod(bytemuck::cast_slice::<f32, u8>(w))
+                        .map_err(|e| Error::driver("uploading an expert", e))?,
+                );
             }
             experts.push(l);
         }
-        s.synchronize().map_err(|e| driver("uploading experts", e))?;
+        s.synchronize().map_err(|e| Error::driver("uploading experts", e))?;
         Ok(DeviceExperts { experts })
     }
 }
