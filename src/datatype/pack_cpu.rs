@@ -121,27 +121,35 @@ unsafe fn rows_streaming(t: *mut u8, d: *mut u8, count: u64, stride: isize, len:
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn rows_streaming_16(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
     for _ in 0..count {
-        let mut i = 0;
-        while i < len {
-            // SAFETY: [t + i, +16) and [d + i, +16) lie inside the runs
-            // the caller guarantees; `d + i` is 16-byte aligned because
-            // `d` is and `i` and every earlier run length are multiples
-            // of 16. SSE2 is part of the x86-64 baseline.
-            unsafe {
-                let v = _mm_loadu_si128(t.add(i) as *const __m128i);
-                _mm_stream_si128(d.add(i) as *mut __m128i, v);
-            }
-            i += 16;
-        }
-        // SAFETY: as in `rows`.
+        // SAFETY: both runs lie inside the ranges the caller guarantees;
+        // `d` is 16-byte aligned because the first one is and every earlier
+        // run length is a multiple of 16.
         unsafe {
+            stream16(t, d, len);
             t = t.offset(stride);
             d = d.add(len);
         }
     }
     d
+}
+
+/// Copies `n` bytes (a multiple of 16) with 16-byte streaming stores.
+///
+/// # Safety
+/// `[t, t + n)` readable, `[d, d + n)` writable and 16-byte aligned, not
+/// overlapping, `n % 16 == 0`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn stream16(t: *const u8, d: *mut u8, n: usize) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
+    let mut i = 0;
+    while i < n {
+        // SAFETY: [t + i, +16) and [d + i, +16) lie in the ranges the caller
+        // guarantees; d + i is 16-byte aligned; SSE2 is the x86-64 baseline.
+        unsafe { _mm_stream_si128(d.add(i) as *mut __m128i, _mm_loadu_si128(t.add(i) as *const __m128i)) };
+        i += 16;
+    }
 }
 
 /// Whole destination lines with non-temporal stores, any alignment: each
@@ -206,15 +214,9 @@ macro_rules! line_loop {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn edge(t: *const u8, d: *mut u8, n: usize) {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
     if (d as usize) % 16 == 0 && n % 16 == 0 {
-        let mut i = 0;
-        while i < n {
-            // SAFETY: [t + i, +16) and [d + i, +16) lie in the ranges the
-            // caller guarantees; d + i is 16-byte aligned; SSE2 is baseline.
-            unsafe { _mm_stream_si128(d.add(i) as *mut __m128i, _mm_loadu_si128(t.add(i) as *const __m128i)) };
-            i += 16;
-        }
+        // SAFETY: per the caller, with the alignment just checked.
+        unsafe { stream16(t, d, n) };
     } else {
         // SAFETY: per the caller.
         unsafe { ptr::copy_nonoverlapping(t, d, n) };
@@ -243,12 +245,8 @@ unsafe fn lines_avx(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, l
 /// As [`rows`].
 #[cfg(target_arch = "x86_64")]
 unsafe fn lines_sse2(mut t: *mut u8, mut d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
-    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
     line_loop!(t, d, count, stride, len, |src, dst| {
-        for k in 0..4 {
-            let v = _mm_loadu_si128(src.add(16 * k) as *const __m128i);
-            _mm_stream_si128(dst.add(16 * k) as *mut __m128i, v);
-        }
+        stream16(src, dst, 64);
     })
 }
 
