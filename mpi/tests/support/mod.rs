@@ -57,19 +57,22 @@ fn find_lib() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("libmemwall_mpi.so not found in {} or its parent", deps.display()))
 }
 
+/// The program the environment variable `var` names: a path, or a name
+/// looked up on `PATH` (e.g. `MPICC=mpicc.mpich`).
+fn named_by(var: &str) -> Option<PathBuf> {
+    let v = std::env::var_os(var)?;
+    let p = PathBuf::from(&v);
+    if p.is_file() {
+        Some(p)
+    } else {
+        which(v.to_str()?)
+    }
+}
+
 fn setup() -> Setup {
-    let mpicc = std::env::var_os("MPICC")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| std::env::var_os("MPICC").and_then(|p| which(p.to_str()?)))
-        .or_else(|| which("mpicc"));
+    let mpicc = named_by("MPICC").or_else(|| which("mpicc"));
     let Some(mpicc) = mpicc else { return Setup::Skip("no mpicc on PATH (mpi/scripts/install-mpi.sh)".into()) };
-    let mpirun = std::env::var_os("MPIRUN")
-        .map(PathBuf::from)
-        .filter(|p| p.is_file())
-        .or_else(|| std::env::var_os("MPIRUN").and_then(|p| which(p.to_str()?)))
-        .or_else(|| which("mpirun"))
-        .or_else(|| which("mpiexec"));
+    let mpirun = named_by("MPIRUN").or_else(|| which("mpirun")).or_else(|| which("mpiexec"));
     let Some(mpirun) = mpirun else {
         return Setup::Skip("no mpirun/mpiexec on PATH (or MPIRUN)".into());
     };
