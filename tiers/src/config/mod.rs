@@ -96,8 +96,13 @@ pub struct NvmeConfig {
     pub io: IoEngineChoice,
     /// O_DIRECT: auto drops it when the file system rejects it.
     pub direct: Toggle,
-    /// Requests in flight at once (io_uring).
+    /// Requests in flight at once (io_uring), per lane.
     pub queue_depth: u32,
+    /// Transfers that run at once, each on its own io_uring (or pread), so
+    /// a prefetch and a demand fetch of different objects do not queue
+    /// behind each other. `None` (auto): `prefetch_workers + 1`, one for each
+    /// prefetch worker and one for a calling thread.
+    pub lanes: Option<usize>,
     /// Bytes per request, and per checksummed extent. A multiple of 4096.
     pub block_size: usize,
     /// Use io_uring registered staging buffers when they fit the memlock
@@ -138,6 +143,7 @@ impl Default for Config {
                 io: IoEngineChoice::Auto,
                 direct: Toggle::Auto,
                 queue_depth: 32,
+                lanes: None,
                 block_size: 1 << 20,
                 register_buffers: true,
                 memlock_budget: None,
@@ -156,6 +162,8 @@ pub const MAX_BLOCK_SIZE: usize = 64 << 20;
 pub const MAX_QUEUE_DEPTH: u32 = 4096;
 /// Most prefetch threads.
 pub const MAX_PREFETCH_WORKERS: usize = 64;
+/// Most NVMe lanes.
+pub const MAX_NVME_LANES: usize = 64;
 
 impl Config {
     /// The embedded default with the `key = value` lines of `text` applied
@@ -180,11 +188,20 @@ impl Config {
         c
     }
 
+    /// NVMe transfers that run at once: `nvme.lanes`, or one per prefetch
+    /// worker plus one for a caller.
+    pub fn nvme_lanes(&self) -> usize {
+        self.nvme.lanes.unwrap_or(self.prefetch_workers + 1)
+    }
+
     /// Checks every value; the error names the key and the value.
     pub fn validate(&self) -> Result<()> {
         let n = &self.nvme;
         if n.queue_depth == 0 || n.queue_depth > MAX_QUEUE_DEPTH {
             return Err(TierError::config("nvme.queue_depth", n.queue_depth, format!("must be 1..={MAX_QUEUE_DEPTH}")));
+        }
+        if let Some(l) = n.lanes.filter(|&l| l == 0 || l > MAX_NVME_LANES) {
+            return Err(TierError::config("nvme.lanes", l, format!("must be 1..={MAX_NVME_LANES} (or auto)")));
         }
         if n.block_size == 0 || n.block_size % crate::nvme::ALIGN != 0 || n.block_size > MAX_BLOCK_SIZE {
             return Err(TierError::config(

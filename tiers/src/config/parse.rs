@@ -44,6 +44,7 @@ fn set(c: &mut Config, key: &str, value: &str) -> Result<()> {
         }
         "nvme.direct" => c.nvme.direct = toggle(key, value)?,
         "nvme.queue_depth" => c.nvme.queue_depth = number(key, value)?,
+        "nvme.lanes" => c.nvme.lanes = if value == "auto" { None } else { Some(number(key, value)?) },
         "nvme.block_size" => c.nvme.block_size = size(key, value)?,
         "nvme.register_buffers" => {
             c.nvme.register_buffers = match toggle(key, value)? {

@@ -13,6 +13,8 @@ fn embedded_default_text_equals_default_struct() {
     assert_eq!(parsed.nvme.io, d.nvme.io);
     assert_eq!(parsed.nvme.direct, d.nvme.direct);
     assert_eq!(parsed.nvme.queue_depth, d.nvme.queue_depth);
+    assert_eq!(parsed.nvme.lanes, d.nvme.lanes);
+    assert_eq!(d.nvme_lanes(), d.prefetch_workers + 1, "auto lanes: a worker each and a caller");
     assert_eq!(parsed.nvme.block_size, d.nvme.block_size);
     assert_eq!(parsed.nvme.register_buffers, d.nvme.register_buffers);
     assert_eq!(parsed.nvme.memlock_budget, d.nvme.memlock_budget);
@@ -48,6 +50,10 @@ fn text_overrides_apply_over_the_default() {
     assert!(r.contains("must name a file"), "{r}");
     // Untouched keys keep the default.
     assert_eq!(c.prefetch_workers, 2);
+    assert_eq!(c.nvme.lanes, None);
+    let lanes = Config::from_text("nvme.lanes = 5\nprefetch_workers = 7").unwrap();
+    assert_eq!((lanes.nvme.lanes, lanes.nvme_lanes()), (Some(5), 5));
+    assert_eq!(Config::from_text("prefetch_workers = 7\nnvme.lanes = auto").unwrap().nvme_lanes(), 8);
 }
 
 fn config_err(text: &str) -> (String, String, String) {
@@ -61,6 +67,11 @@ fn config_err(text: &str) -> (String, String, String) {
 fn bad_values_name_the_key_and_value() {
     let (k, v, _) = config_err("nvme.queue_depth = 0");
     assert_eq!((k.as_str(), v.as_str()), ("nvme.queue_depth", "0"));
+    let (k, v, r) = config_err("nvme.lanes = 0");
+    assert_eq!((k.as_str(), v.as_str()), ("nvme.lanes", "0"));
+    assert!(r.contains("1..=64"), "{r}");
+    let (k, v, _) = config_err("nvme.lanes = many");
+    assert_eq!((k.as_str(), v.as_str()), ("nvme.lanes", "many"));
     let (k, v, r) = config_err("nvme.block_size = 1000");
     assert_eq!((k.as_str(), v.as_str()), ("nvme.block_size", "1000"));
     assert!(r.contains("4096"), "{r}");

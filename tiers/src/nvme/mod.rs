@@ -12,6 +12,7 @@ mod engine;
 mod extent;
 mod fault;
 mod file;
+mod lanes;
 mod pread;
 mod registry;
 mod uring;
@@ -22,7 +23,7 @@ mod test;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 pub use fault::{Fault, FaultInjector, IoOp};
 pub(crate) use registry::Registration;
@@ -33,6 +34,7 @@ use crate::error::{Result, TierError};
 use engine::{Buf, Engine, OnChunk, RawError, Request};
 use extent::ExtentAllocator;
 use file::DataFile;
+use lanes::Lanes;
 use pread::PreadEngine;
 use registry::Registrar;
 use uring::UringEngine;
@@ -51,15 +53,18 @@ pub enum IoPath {
         /// WriteFixed, within the memlock budget).
         registered_buffers: bool,
     },
-    /// pread/pwrite, one request at a time.
+    /// pread/pwrite, one request at a time per lane.
     Pread,
 }
 
 /// How the NVMe tier does its I/O, for [`crate::PagerStats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvmeIoInfo {
-    /// io_uring or pread.
+    /// io_uring or pread (of the first lane; others fall back alone).
     pub path: IoPath,
+    /// Transfers that can run at once, each on its own engine
+    /// (`nvme.lanes`).
+    pub lanes: usize,
     /// Whether the file is open O_DIRECT.
     pub direct: bool,
     /// Bytes per request and per checksummed block.
@@ -122,17 +127,17 @@ impl NvmeCopy {
     }
 }
 
-struct IoState {
-    file: DataFile,
-    engine: Engine,
-    notes: Vec<String>,
-}
-
 /// The NVMe tier's store.
 pub(crate) struct NvmeStore {
-    io: Mutex<IoState>,
-    /// The io_uring's registration table (also when the engine later falls
-    /// back to pread, which ignores slots).
+    /// The data file. Transfers hold it shared; reopening it buffered holds
+    /// it exclusively, so no transfer runs on the old descriptor meanwhile.
+    file: RwLock<DataFile>,
+    /// The engines; each runs one transfer at a time.
+    lanes: Lanes,
+    /// Why fallbacks happened, in order.
+    notes: Mutex<Vec<String>>,
+    /// Lane 0's registration table (kept when that lane later falls back
+    /// to pread, which ignores slots).
     registrar: Option<Arc<Registrar>>,
     extents: Mutex<ExtentAllocator>,
     block: usize,
@@ -141,12 +146,13 @@ pub(crate) struct NvmeStore {
 }
 
 impl NvmeStore {
-    /// Creates the data file in `cfg.dir` and picks the I/O engine.
-    pub(crate) fn open(cfg: &NvmeConfig) -> Result<Self> {
+    /// Creates the data file in `cfg.dir` and picks the I/O engine, with
+    /// `lanes` transfers at once (at least 1).
+    pub(crate) fn open(cfg: &NvmeConfig, lanes: usize) -> Result<Self> {
         let (file, direct_note) = DataFile::create(&cfg.dir, cfg.direct, cfg.file.as_deref())?;
         let mut notes: Vec<String> = direct_note.into_iter().collect();
         let budget = cfg.memlock_budget.unwrap_or_else(default_memlock_budget);
-        let engine = match cfg.io {
+        let first = match cfg.io {
             IoEngineChoice::Pread => {
                 notes.push("pread/pwrite chosen in the config (nvme.io = pread)".into());
                 Engine::Pread(PreadEngine)
@@ -171,13 +177,15 @@ impl NvmeStore {
                 }
             },
         };
-        let registrar = match &engine {
+        let registrar = match &first {
             Engine::Uring(u) => Some(u.registrar().clone()),
             Engine::Pread(_) => None,
         };
-        let state = IoState { file, engine, notes };
+        let engines = more_lanes(first, cfg.queue_depth, lanes.max(1), &mut notes);
         Ok(NvmeStore {
-            io: Mutex::new(state),
+            file: RwLock::new(file),
+            lanes: Lanes::new(engines),
+            notes: Mutex::new(notes),
             registrar,
             extents: Mutex::new(ExtentAllocator::default()),
             block: cfg.block_size,
@@ -209,7 +217,7 @@ impl NvmeStore {
     /// Reads `copy` into `dst` (all its pages), verifying every block's
     /// checksum.
     pub(crate) fn read(&self, copy: &NvmeCopy, dst: &mut HostBlock) -> Result<()> {
-        let path = self.io.lock().file.path().to_path_buf();
+        let path = self.file.read().path().to_path_buf();
         if dst.padded_len() != copy.len {
             return Err(TierError::ShortIo {
                 op: "read (buffer size)",
@@ -287,13 +295,12 @@ impl NvmeStore {
 
     /// fdatasync on the data file.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.io.lock().file.sync()
+        self.file.read().sync()
     }
 
     /// The engine, O_DIRECT state, registrations and fallback notes.
     pub(crate) fn info(&self) -> NvmeIoInfo {
-        let io = self.io.lock();
-        let (path, (registered_blocks, registered_bytes), memlock_budget) = match &io.engine {
+        let (path, (registered_blocks, registered_bytes), memlock_budget) = match &*self.lanes.first() {
             Engine::Uring(u) => (
                 IoPath::IoUring {
                     queue_depth: u32::try_from(u.depth()).unwrap_or(u32::MAX),
@@ -304,21 +311,24 @@ impl NvmeStore {
             ),
             Engine::Pread(_) => (IoPath::Pread, (0, 0), 0),
         };
+        let file = self.file.read();
         NvmeIoInfo {
             path,
-            direct: io.file.is_direct(),
+            lanes: self.lanes.count(),
+            direct: file.is_direct(),
             block_size: self.block,
-            file: io.file.path().to_path_buf(),
+            file: file.path().to_path_buf(),
             registered_blocks,
             registered_bytes,
             memlock_budget,
-            notes: io.notes.clone(),
+            notes: self.notes.lock().clone(),
         }
     }
 
-    /// Runs one transfer with the fallbacks: EINVAL on an O_DIRECT file
-    /// reopens it buffered (unless O_DIRECT is forced on) and a broken ring
-    /// moves to pread; each retries the transfer once.
+    /// Runs one transfer on a free lane, with the fallbacks: EINVAL on an
+    /// O_DIRECT file reopens it buffered (unless O_DIRECT is forced on) and
+    /// a broken ring moves its lane to pread; each retries the transfer
+    /// once. `slot` counts only on lane 0, whose ring it belongs to.
     fn transfer(
         &self,
         op: &'static str,
@@ -327,36 +337,43 @@ impl NvmeStore {
         slot: Option<u16>,
         on_chunk: OnChunk<'_>,
     ) -> Result<()> {
-        let mut io = self.io.lock();
+        let mut lane = self.lanes.acquire(slot.is_some());
+        let slot = slot.filter(|_| lane.registered_ring);
         let len = buf.len();
         let mut retried = false;
         loop {
-            let req = Request { fd: io.file.fd(), offset, chunk: self.block, faults: &self.faults };
+            let file = self.file.read();
+            let req = Request { fd: file.fd(), offset, chunk: self.block, faults: &self.faults };
             let buf_again = match &mut buf {
                 Buf::Read(b) => Buf::Read(b),
                 Buf::Write(b) => Buf::Write(b),
             };
-            let err = match io.engine.run(&req, buf_again, slot, &mut *on_chunk) {
+            let err = match lane.engine.run(&req, buf_again, slot, &mut *on_chunk) {
                 Ok(()) => return Ok(()),
                 Err(e) => e,
             };
+            let (was_direct, path) = (file.is_direct(), file.path().to_path_buf());
+            drop(file);
             let rejected_direct = matches!(err, RawError::Os { errno: libc::EINVAL, .. });
-            if !retried && rejected_direct && io.file.is_direct() && self.direct == Toggle::Auto {
-                io.file.reopen_buffered()?;
-                let note = format!("O_DIRECT rejected with EINVAL during a {op}: reopened buffered");
-                io.notes.push(note);
+            if !retried && rejected_direct && was_direct && self.direct == Toggle::Auto {
+                let mut file = self.file.write();
+                // Another lane may have reopened it meanwhile.
+                if file.is_direct() {
+                    file.reopen_buffered()?;
+                    let note = format!("O_DIRECT rejected with EINVAL during a {op}: reopened buffered");
+                    self.notes.lock().push(note);
+                }
                 retried = true;
                 continue;
             }
-            if let (false, Engine::Uring(u)) = (retried, &io.engine) {
+            if let (false, Engine::Uring(u)) = (retried, &*lane.engine) {
                 if u.is_poisoned() {
-                    io.notes.push(format!("io_uring failed during a {op} ({err:?}): pread/pwrite"));
-                    io.engine = Engine::Pread(PreadEngine);
+                    self.notes.lock().push(format!("io_uring failed during a {op} ({err:?}): pread/pwrite"));
+                    *lane.engine = Engine::Pread(PreadEngine);
                     retried = true;
                     continue;
                 }
             }
-            let path = io.file.path().to_path_buf();
             return Err(match err {
                 RawError::Os { offset, len, errno } => {
                     TierError::Io { op, path, offset, len, source: std::io::Error::from_raw_os_error(errno) }
@@ -367,6 +384,28 @@ impl NvmeStore {
             });
         }
     }
+}
+
+/// `first` and `lanes - 1` more engines of its kind: io_uring rings without
+/// registration tables (a ring that cannot be made ends the list, with a
+/// note), or pread.
+fn more_lanes(first: Engine, depth: u32, lanes: usize, notes: &mut Vec<String>) -> Vec<Engine> {
+    let uring = matches!(first, Engine::Uring(_));
+    let mut engines = vec![first];
+    while engines.len() < lanes {
+        if !uring {
+            engines.push(Engine::Pread(PreadEngine));
+            continue;
+        }
+        match UringEngine::new(depth, false, 0) {
+            Ok((u, _)) => engines.push(Engine::Uring(u)),
+            Err(e) => {
+                notes.push(format!("io_uring for lane {} refused ({e}): {} lanes", engines.len(), engines.len()));
+                break;
+            }
+        }
+    }
+    engines
 }
 
 /// Half of RLIMIT_MEMLOCK, or unlimited for a process with CAP_IPC_LOCK

@@ -73,7 +73,7 @@ fn every_engine_round_trips_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg(dir.path(), io);
         c.memlock_budget = budget;
-        let store = NvmeStore::open(&c).unwrap();
+        let store = NvmeStore::open(&c, 2).unwrap();
         let info = store.info();
         match (name, &info.path) {
             ("uring-registered", IoPath::IoUring { registered_buffers, .. }) => assert!(*registered_buffers),
@@ -110,7 +110,7 @@ fn registered_blocks_stay_within_the_budget_and_unregister_on_drop() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path(), IoEngineChoice::Auto);
     c.memlock_budget = Some(3 * 4096);
-    let store = NvmeStore::open(&c).unwrap();
+    let store = NvmeStore::open(&c, 2).unwrap();
     if !matches!(store.info().path, IoPath::IoUring { registered_buffers: true, .. }) {
         return; // io_uring refused here: nothing to register.
     }
@@ -144,7 +144,7 @@ fn corrupted_blocks_fail_the_checksum_on_every_engine() {
         let mut c = cfg(dir.path(), io);
         c.memlock_budget = budget;
         let faults = c.faults.clone();
-        let store = NvmeStore::open(&c).unwrap();
+        let store = NvmeStore::open(&c, 2).unwrap();
         let src = pattern(40 << 10, 3);
         let copy = store.write(&src).unwrap();
         // The second request to complete (io_uring completes out of order)
@@ -172,7 +172,7 @@ fn corrupted_blocks_fail_the_checksum_on_every_engine() {
 #[test]
 fn checksums_catch_corruption_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let store = NvmeStore::open(&cfg(dir.path(), IoEngineChoice::Auto)).unwrap();
+    let store = NvmeStore::open(&cfg(dir.path(), IoEngineChoice::Auto), 2).unwrap();
     let src = pattern(8192, 1);
     let copy = store.write(&src).unwrap();
     let path = store.info().file;
@@ -199,7 +199,7 @@ fn write_faults_return_errors_and_free_the_extent() {
             let mut c = cfg(dir.path(), io);
             c.memlock_budget = budget;
             let faults = c.faults.clone();
-            let store = NvmeStore::open(&c).unwrap();
+            let store = NvmeStore::open(&c, 2).unwrap();
             let keep = store.write(&pattern(4096, 9)).unwrap();
             let end = store.extent_end();
             faults.inject_after(IoOp::Write, fault, 2, 1);
@@ -231,7 +231,7 @@ fn read_faults_return_errors() {
             let mut c = cfg(dir.path(), io);
             c.memlock_budget = budget;
             let faults = c.faults.clone();
-            let store = NvmeStore::open(&c).unwrap();
+            let store = NvmeStore::open(&c, 2).unwrap();
             let copy = store.write(&pattern(64 << 10, 2)).unwrap();
             faults.inject(IoOp::Read, fault, 1);
             let mut back = HostBlock::new(64 << 10).unwrap();
@@ -256,7 +256,7 @@ fn direct_io_rejected_midway_reopens_buffered() {
         let mut c = cfg(dir.path(), io);
         c.memlock_budget = budget;
         let faults = c.faults.clone();
-        let store = NvmeStore::open(&c).unwrap();
+        let store = NvmeStore::open(&c, 2).unwrap();
         assert!(store.info().direct, "{name}: ext4/tmpfs take O_DIRECT");
         faults.inject(IoOp::Write, Fault::DirectRejected, 1);
         let src = pattern(50_000, 4);
@@ -276,7 +276,7 @@ fn forced_direct_io_does_not_fall_back() {
     let mut c = cfg(dir.path(), IoEngineChoice::Pread);
     c.direct = crate::config::Toggle::On;
     let faults = c.faults.clone();
-    let store = NvmeStore::open(&c).unwrap();
+    let store = NvmeStore::open(&c, 2).unwrap();
     faults.inject(IoOp::Write, Fault::DirectRejected, 1);
     let e = store.write(&pattern(4096, 0)).unwrap_err();
     assert_eq!(e.os_error(), Some(libc::EINVAL), "{e}");
@@ -288,7 +288,7 @@ fn buffered_mode_is_chosen_when_direct_is_off() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path(), IoEngineChoice::Auto);
     c.direct = crate::config::Toggle::Off;
-    let store = NvmeStore::open(&c).unwrap();
+    let store = NvmeStore::open(&c, 2).unwrap();
     assert!(!store.info().direct);
     let src = pattern(10_000, 5);
     let copy = store.write(&src).unwrap();
@@ -317,7 +317,7 @@ fn fault_rules_skip_count_and_clear() {
 #[test]
 fn the_data_file_is_removed_with_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let store = NvmeStore::open(&cfg(dir.path(), IoEngineChoice::Auto)).unwrap();
+    let store = NvmeStore::open(&cfg(dir.path(), IoEngineChoice::Auto), 2).unwrap();
     let path = store.info().file;
     assert!(path.exists());
     drop(store);
@@ -329,13 +329,13 @@ fn a_named_data_file_is_kept_and_reopened_without_truncation() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path(), IoEngineChoice::Auto);
     c.file = Some(dir.path().join("keep.data"));
-    let store = NvmeStore::open(&c).unwrap();
+    let store = NvmeStore::open(&c, 2).unwrap();
     let copy = store.write(&pattern(20_000, 5)).unwrap();
     let extent = copy.extent(store.block_size());
     store.sync().unwrap();
     drop(store);
     assert!(dir.path().join("keep.data").exists());
-    let store = NvmeStore::open(&c).unwrap();
+    let store = NvmeStore::open(&c, 2).unwrap();
     let adopted = store.adopt(&extent, copy.len()).unwrap();
     let mut back = HostBlock::new(20_000).unwrap();
     store.read(&adopted, &mut back).unwrap();
@@ -350,4 +350,61 @@ fn a_named_data_file_is_kept_and_reopened_without_truncation() {
     assert!(store.adopt(&extent, copy.len() + 4096).unwrap_err().contains("padded size"));
     drop(store);
     assert!(dir.path().join("keep.data").exists());
+}
+
+#[test]
+fn a_transfer_takes_a_free_lane_while_another_lane_is_busy() {
+    for (name, io, budget) in variants() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path(), io);
+        c.memlock_budget = budget;
+        let store = NvmeStore::open(&c, 2).unwrap();
+        assert_eq!(store.info().lanes, 2, "{name}");
+        let src = pattern(70_000, 3);
+        let copy = store.write(&src).unwrap();
+        // Hold each lane in turn (lane 0 holds the registered ring, which a
+        // registered block prefers); the read must finish on the other one.
+        for busy in 0..2 {
+            let held = store.lanes.lock(busy);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut back = HostBlock::new(src.len()).unwrap();
+                    let r = store.read(&copy, &mut back).map(|()| back.bytes() == src.bytes());
+                    tx.send(r).unwrap();
+                });
+                let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+                drop(held);
+                assert!(matches!(got, Ok(Ok(true))), "{name}, lane {busy} busy: {got:?}");
+            });
+        }
+    }
+}
+
+#[test]
+fn concurrent_transfers_on_several_lanes_keep_every_object_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = NvmeStore::open(&cfg(dir.path(), IoEngineChoice::Auto), 3).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4u8 {
+            let store = &store;
+            s.spawn(move || {
+                let mut kept = Vec::new();
+                for i in 0..12u8 {
+                    let len = 4096 * (1 + usize::from(i % 5)) + usize::from(t) * 77;
+                    let src = pattern(len, t.wrapping_mul(31).wrapping_add(i));
+                    kept.push((store.write(&src).unwrap(), src));
+                    // Read back an earlier object while others write.
+                    let (copy, src) = &kept[usize::from(i) / 2];
+                    let mut back = HostBlock::new(src.len()).unwrap();
+                    store.read(copy, &mut back).unwrap();
+                    assert_eq!(back.bytes(), src.bytes(), "thread {t} object {i}");
+                }
+                for (copy, _) in &kept {
+                    store.free(copy);
+                }
+            });
+        }
+    });
+    assert_eq!(store.extent_end(), 0, "every extent freed");
 }

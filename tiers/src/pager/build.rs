@@ -42,7 +42,7 @@ pub(super) fn build(config: &Config, policy: Box<dyn Policy>) -> Result<(Arc<Cor
         Capacity::Bytes(b) => b,
         Capacity::Auto => available_memory_bytes() / 2,
     };
-    let nvme = NvmeStore::open(&config.nvme)?;
+    let nvme = NvmeStore::open(&config.nvme, config.nvme_lanes())?;
     let nvme_capacity = match config.nvme.capacity {
         Capacity::Bytes(b) => b,
         Capacity::Auto => {
@@ -124,8 +124,10 @@ impl Core {
                 misses: c.misses.get(),
                 bytes_in: c.bytes_in.get(),
                 seconds_in: c.ns_in.get() as f64 / 1e9,
+                busy_seconds_in: c.busy_in.ns() as f64 / 1e9,
                 bytes_out: c.bytes_out.get(),
                 seconds_out: c.ns_out.get() as f64 / 1e9,
+                busy_seconds_out: c.busy_out.ns() as f64 / 1e9,
                 evictions: c.evictions.get(),
                 write_backs: c.write_backs.get(),
             }

@@ -38,9 +38,12 @@ impl Core {
         let from = source.tier();
         let wrap = |e: TierError| TierError::Transfer { id, size, from: from.unwrap_or(to), to, source: Box::new(e) };
         let reservation = self.make_room(id, to, cost(to, size))?;
+        let busy = self.counters.busy(from, to);
         let started = Instant::now();
-        let made = self.copy(id, size, &source, to).map_err(wrap)?;
+        let made = self.copy(id, size, &source, to).map_err(wrap);
         let elapsed = started.elapsed();
+        drop(busy);
+        let made = made?;
         drop(source);
         let mut st = self.state.lock();
         let e = st.entry_mut(id)?;

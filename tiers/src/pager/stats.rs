@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use crate::nvme::{IoPath, NvmeIoInfo};
 use crate::tier::Tier;
@@ -22,6 +24,43 @@ impl Counter {
     }
 }
 
+/// Wall time during which at least one copy was in flight: concurrent
+/// copies (one per NVMe lane, say) count once, so bytes over this time is
+/// the rate the tier achieved together.
+#[derive(Debug, Default)]
+pub(crate) struct BusyClock {
+    /// Copies in flight, and since when the count has been above zero.
+    running: Mutex<(usize, Option<Instant>)>,
+    ns: Counter,
+}
+
+impl BusyClock {
+    fn start(&self) {
+        let mut r = self.running.lock();
+        if r.0 == 0 {
+            r.1 = Some(Instant::now());
+        }
+        r.0 += 1;
+    }
+
+    fn stop(&self) {
+        let mut r = self.running.lock();
+        r.0 = r.0.saturating_sub(1);
+        if r.0 == 0 {
+            if let Some(since) = r.1.take() {
+                self.ns.add(u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            }
+        }
+    }
+
+    /// Busy nanoseconds so far, counting a copy in flight up to now.
+    pub(crate) fn ns(&self) -> u64 {
+        let r = self.running.lock();
+        let open = r.1.map_or(0, |since| u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        self.ns.get().saturating_add(open)
+    }
+}
+
 /// One tier's live counters.
 #[derive(Debug, Default)]
 pub(crate) struct TierCounters {
@@ -31,6 +70,8 @@ pub(crate) struct TierCounters {
     pub(crate) ns_in: Counter,
     pub(crate) bytes_out: Counter,
     pub(crate) ns_out: Counter,
+    pub(crate) busy_in: BusyClock,
+    pub(crate) busy_out: BusyClock,
     pub(crate) evictions: Counter,
     pub(crate) write_backs: Counter,
 }
@@ -46,6 +87,14 @@ impl Counters {
         &self.tiers[tier.index()]
     }
 
+    /// Starts the busy clocks of a copy from `from` into `to`; they stop
+    /// when the guard drops.
+    pub(crate) fn busy(&self, from: Option<Tier>, to: Tier) -> Busy<'_> {
+        let clocks = [Some(&self.tier(to).busy_in), from.map(|f| &self.tier(f).busy_out)];
+        clocks.iter().flatten().for_each(|c| c.start());
+        Busy { clocks }
+    }
+
     /// Records a copy of `bytes` from `from` (none: zero-filled) into `to`.
     pub(crate) fn moved(&self, from: Option<Tier>, to: Tier, bytes: usize, took: Duration) {
         let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
@@ -57,6 +106,17 @@ impl Counters {
             f.bytes_out.add(bytes as u64);
             f.ns_out.add(ns);
         }
+    }
+}
+
+/// A copy in flight on the busy clocks; stops them when dropped.
+pub(crate) struct Busy<'a> {
+    clocks: [Option<&'a BusyClock>; 2],
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.clocks.iter().flatten().for_each(|c| c.stop());
     }
 }
 
@@ -79,12 +139,19 @@ pub struct TierStats {
     pub misses: u64,
     /// Bytes copied into the tier.
     pub bytes_in: u64,
-    /// Seconds spent copying into the tier.
+    /// Seconds spent copying into the tier, summed over copies (concurrent
+    /// copies each count their own time).
     pub seconds_in: f64,
+    /// Wall-clock seconds in which at least one copy into the tier was in
+    /// flight (concurrent copies count once).
+    pub busy_seconds_in: f64,
     /// Bytes copied out of the tier.
     pub bytes_out: u64,
-    /// Seconds spent copying out of the tier.
+    /// Seconds spent copying out of the tier, summed over copies.
     pub seconds_out: f64,
+    /// Wall-clock seconds in which at least one copy out of the tier was in
+    /// flight (concurrent copies count once).
+    pub busy_seconds_out: f64,
     /// Copies dropped to make room.
     pub evictions: u64,
     /// Dirty copies written to the tier below before being dropped.
@@ -92,14 +159,16 @@ pub struct TierStats {
 }
 
 impl TierStats {
-    /// Achieved GB/s (1e9 bytes) of copies into the tier; 0 before any.
+    /// Achieved GB/s (1e9 bytes) of copies into the tier, all together:
+    /// bytes over [`Self::busy_seconds_in`]; 0 before any.
     pub fn gbps_in(&self) -> f64 {
-        gbps(self.bytes_in, self.seconds_in)
+        gbps(self.bytes_in, self.busy_seconds_in)
     }
 
-    /// Achieved GB/s of copies out of the tier; 0 before any.
+    /// Achieved GB/s of copies out of the tier, all together: bytes over
+    /// [`Self::busy_seconds_out`]; 0 before any.
     pub fn gbps_out(&self) -> f64 {
-        gbps(self.bytes_out, self.seconds_out)
+        gbps(self.bytes_out, self.busy_seconds_out)
     }
 
     /// hits / (hits + misses); 0 before any access.
@@ -154,6 +223,7 @@ impl fmt::Display for PagerStats {
             }
             IoPath::Pread => "pread/pwrite".to_string(),
         };
+        let io = format!("{io} x {} lanes", self.nvme.lanes);
         let direct = if self.nvme.direct { "O_DIRECT" } else { "buffered" };
         writeln!(f, "pager: {} objects, policy {}, NVMe {io}, {direct}", self.objects, self.policy)?;
         writeln!(
@@ -181,5 +251,34 @@ impl fmt::Display for PagerStats {
             writeln!(f, "note: {note}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::BusyClock;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn overlapping_copies_count_once_on_the_busy_clock() {
+        let clock = BusyClock::default();
+        let nap = || std::thread::sleep(Duration::from_millis(20));
+        let first = Instant::now();
+        clock.start();
+        nap();
+        let second = Instant::now();
+        clock.start();
+        nap();
+        clock.stop();
+        let second = second.elapsed();
+        nap();
+        clock.stop();
+        let span = first.elapsed();
+        let busy = Duration::from_nanos(clock.ns());
+        assert!(busy <= span, "busy {busy:?} within the span {span:?}");
+        assert!(busy * 10 >= span * 9, "busy {busy:?} covers the span {span:?}");
+        assert!(busy < span + second, "the overlap counted once");
+        nap();
+        assert_eq!(clock.ns(), busy.as_nanos() as u64, "idle time does not count");
     }
 }
