@@ -1,7 +1,7 @@
 //! `memwall measure`: this machine's bandwidths, written as a profile.
 
 use std::hint::black_box;
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -24,14 +24,20 @@ fn rate(bytes: usize, budget: Duration, mut f: impl FnMut()) -> f64 {
 }
 
 /// One line of progress, then the result on the same line.
+/// On a terminal the line reads `...` while the measurement runs; a log or
+/// a pipe gets only the result.
 fn step(name: &str, f: impl FnOnce() -> Option<f64>) -> Option<f64> {
-    eprint!("  {name:<28} ...");
-    let _ = std::io::stderr().flush();
+    let terminal = std::io::stderr().is_terminal();
+    if terminal {
+        eprint!("  {name:<28} ...");
+        let _ = std::io::stderr().flush();
+    }
     let _span = trace::span(name.to_string(), "measure");
     let r = f();
+    let cr = if terminal { "\r" } else { "" };
     match r {
-        Some(v) => eprintln!("\r  {name:<28} {v:>8.2} GB/s"),
-        None => eprintln!("\r  {name:<28}      n/a"),
+        Some(v) => eprintln!("{cr}  {name:<28} {v:>8.2} GB/s"),
+        None => eprintln!("{cr}  {name:<28}      n/a"),
     }
     r
 }
@@ -113,7 +119,8 @@ fn measure_files(p: &mut Profile, dir: &Path, size: usize, budget: Duration) {
         p.set("nvme_read_gbps", v);
     }
     let io = pager.stats().nvme;
-    eprintln!("  NVMe I/O: {:?}, O_DIRECT {}, {} KiB requests", io.path, io.direct, io.block_size >> 10);
+    let direct = if io.direct { "O_DIRECT" } else { "buffered" };
+    eprintln!("  NVMe I/O: {} x {} lanes, {direct}, {} KiB requests", io.path, io.lanes, io.block_size >> 10);
     drop(pager);
     let _ = std::fs::remove_dir_all(&dir);
 }

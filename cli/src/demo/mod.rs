@@ -8,7 +8,7 @@ mod gpu;
 pub mod model;
 mod paged;
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -197,17 +197,27 @@ fn run(
             }
         }
         if progress {
-            let w = 30 * (i + 1) / total;
-            eprint!("\r  [{}{}] step {}/{}", "#".repeat(w), " ".repeat(30 - w), i + 1, total);
-            let _ = std::io::stderr().flush();
+            show_progress(i + 1, total);
         }
     }
-    if progress {
+    if progress && std::io::stderr().is_terminal() {
         eprintln!();
     }
     r.elapsed = start.elapsed();
     r.tokens = tokens;
     Ok(r)
+}
+
+/// Step `done` of `total`: a bar redrawn in place on a terminal; a line at
+/// each tenth otherwise (a log or a pipe keeps no carriage returns).
+fn show_progress(done: usize, total: usize) {
+    if std::io::stderr().is_terminal() {
+        let w = 30 * done / total;
+        eprint!("\r  [{}{}] step {done}/{total}", "#".repeat(w), " ".repeat(30 - w));
+        let _ = std::io::stderr().flush();
+    } else if 10 * done / total != 10 * (done - 1) / total {
+        eprintln!("  step {done}/{total} ({}%)", 100 * done / total);
+    }
 }
 
 /// Runs the demo: the paged run, then the non-paged check, then the table.

@@ -57,6 +57,18 @@ pub enum IoPath {
     Pread,
 }
 
+impl std::fmt::Display for IoPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IoPath::IoUring { queue_depth, registered_buffers } => {
+                let registered = if *registered_buffers { "registered" } else { "unregistered" };
+                write!(f, "io_uring (queue depth {queue_depth}, {registered} buffers)")
+            }
+            IoPath::Pread => f.write_str("pread/pwrite"),
+        }
+    }
+}
+
 /// How the NVMe tier does its I/O, for [`crate::PagerStats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvmeIoInfo {

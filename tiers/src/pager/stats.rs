@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::nvme::{IoPath, NvmeIoInfo};
+use crate::nvme::NvmeIoInfo;
 use crate::tier::Tier;
 
 /// A relaxed atomic counter.
@@ -217,13 +217,7 @@ impl PagerStats {
 
 impl fmt::Display for PagerStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let io = match &self.nvme.path {
-            IoPath::IoUring { queue_depth, registered_buffers } => {
-                format!("io_uring (queue depth {queue_depth}, {registered_buffers} registered buffers)")
-            }
-            IoPath::Pread => "pread/pwrite".to_string(),
-        };
-        let io = format!("{io} x {} lanes", self.nvme.lanes);
+        let io = format!("{} x {} lanes", self.nvme.path, self.nvme.lanes);
         let direct = if self.nvme.direct { "O_DIRECT" } else { "buffered" };
         writeln!(f, "pager: {} objects, policy {}, NVMe {io}, {direct}", self.objects, self.policy)?;
         writeln!(
