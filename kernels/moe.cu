@@ -312,7 +312,8 @@ MEMWALL_KERNEL void __launch_bounds__(256)
     stats[2 * p.experts] = lb;
   }
   __syncthreads();
-  if (e <= p.n_ffn) expert_offsets[e] = offsets[e];
+  // n_ffn + 1 offsets: with 256 FFN experts the last lies past the block.
+  for (unsigned i = e; i <= p.n_ffn; i += blockDim.x) expert_offsets[i] = offsets[i];
   if (e < p.n_ffn) {
     expert_counts[e] = kept[e];
     for (unsigned r = offsets[e] + kept[e]; r < offsets[e + 1]; ++r) sorted_tokens[r] = -1;

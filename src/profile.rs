@@ -38,7 +38,9 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// `$MEMWALL_PROFILE`, else `~/.cache/memwall/profile.toml`.
+    /// `$MEMWALL_PROFILE`, else `$XDG_CACHE_HOME/memwall/profile.toml`
+    /// (`~/.cache` when `XDG_CACHE_HOME` is unset; the temp dir when `HOME`
+    /// is unset too).
     pub fn default_path() -> PathBuf {
         if let Some(p) = std::env::var_os(PROFILE_ENV).filter(|p| !p.is_empty()) {
             return PathBuf::from(p);

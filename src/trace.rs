@@ -1,7 +1,7 @@
 //! Chrome / Perfetto traces of transfers and compute (`--trace FILE`).
 //!
 //! Disabled by default and then free: [`span`] returns a guard that records
-//! nothing. [`enable`] starts recording; [`write`] saves the events as a JSON
+//! nothing. [`enable`] starts recording; [`write()`] saves the events as a JSON
 //! array of complete ("X") events, which chrome://tracing and
 //! ui.perfetto.dev open. Each thread is its own track; `cat` names the lane
 //! kind (compute, h2d, nvme...).

@@ -91,3 +91,23 @@ fn gpu_pack_refuses_bad_buffers() {
     assert!(e.contains("40 bytes bound, the plan needs 44"), "{e}");
     assert_eq!(pos, 4, "position unchanged on error");
 }
+
+/// Count 0 and a type with no data move nothing and leave the position, as
+/// MPI_Pack does, instead of asking the driver for a zero-byte table.
+#[test]
+fn gpu_pack_of_nothing_is_a_no_op() {
+    let Some(gpu) = gpu_or_skip("gpu_pack_of_nothing_is_a_no_op") else { return };
+    let stream = gpu.new_stream().unwrap();
+    let indexed = Datatype::byte().hindexed(&[3, 5], &[0, 10]).unwrap();
+    let empty = Datatype::byte().contiguous(0).unwrap();
+    for (t, count) in [(&indexed, 0i64), (&empty, 4)] {
+        let c = Committed::new(t).unwrap();
+        let src = stream.alloc_zeros::<u8>(16).unwrap();
+        let mut dst = stream.alloc_zeros::<u8>(16).unwrap();
+        let mut pos = 5;
+        c.pack_gpu(&gpu, &stream, &src, 0, count, &mut dst, &mut pos).unwrap();
+        assert_eq!(pos, 5);
+        c.unpack_gpu(&gpu, &stream, &src, &mut pos, &mut dst, 0, count).unwrap();
+        assert_eq!(pos, 5);
+    }
+}

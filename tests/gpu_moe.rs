@@ -130,3 +130,40 @@ fn gpu_expert_ffn_layer_matches_cpu() {
         }
     }
 }
+
+/// Inputs that do not match what the buffers were built for come back as
+/// errors naming the value, before anything is copied.
+#[test]
+fn gpu_moe_upload_refuses_inputs_it_was_not_built_for() {
+    let Some(_gpu) = gpu_or_skip("gpu_moe_upload_refuses_inputs_it_was_not_built_for") else { return };
+    let stream = _gpu.new_stream().unwrap();
+    let layout = ExpertLayout::paper(20).unwrap();
+    let cfg = MoeConfig::new(layout);
+    let (t, d, n) = (8u32, 64u32, 20u32);
+    let logits = rng(1, (t * n) as usize, 1.0);
+    let (prev, wg) = (rng(2, (t * n) as usize, 1.0), rng(3, (n * n) as usize, 0.3));
+    let v = rng(6, (layout.n_const * d) as usize, 1.0);
+    let (x, wc) = (rng(4, (t * d) as usize, 1.0), rng(5, (layout.n_const * 2 * d) as usize, 0.5));
+    let with_residual = GateInputs {
+        tokens: t,
+        hidden: d,
+        logits: &logits,
+        residual: Some(Residual { prev_logits: &prev, wg: &wg }),
+        x: &x,
+        wc: &wc,
+    };
+    let without = GateInputs { residual: None, ..with_residual };
+
+    let mut no_prev = DeviceMoe::<f32, f32>::new(&stream, &cfg, t, d, false).unwrap();
+    let e = no_prev.upload(&stream, &with_residual, &v).unwrap_err().to_string();
+    assert!(e.contains("residual") && e.contains("without"), "{e}");
+    no_prev.upload(&stream, &without, &v).unwrap();
+
+    let mut has_prev = DeviceMoe::<f32, f32>::new(&stream, &cfg, t, d, true).unwrap();
+    let e = has_prev.upload(&stream, &without, &v).unwrap_err().to_string();
+    assert!(e.contains("residual") && e.contains("with a gating residual"), "{e}");
+
+    let mut wide = DeviceMoe::<f32, f32>::new(&stream, &cfg, t, 2 * d, false).unwrap();
+    let e = wide.upload(&stream, &without, &v).unwrap_err().to_string();
+    assert!(e.contains("hidden") && e.contains(&format!("built for {}", 2 * d)), "{e}");
+}

@@ -44,8 +44,9 @@ enum Command {
     /// <-> device copies) and write the profile the MPI interposer reads
     /// (and the demo compares its pager with).
     Measure {
-        /// Where to write the profile (default: $MEMWALL_PROFILE or
-        /// ~/.cache/memwall/profile.toml).
+        /// Where to write the profile (default: $MEMWALL_PROFILE, else
+        /// $XDG_CACHE_HOME/memwall/profile.toml, the cache dir defaulting to
+        /// ~/.cache).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Folder for the file-bandwidth test (default: the system temp dir).

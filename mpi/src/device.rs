@@ -4,6 +4,9 @@
 //!
 //! Nothing here touches CUDA unless libcuda loads (`driver_present`) and
 //! `cuInit` succeeds; without a driver every pointer is a host pointer.
+//! Every entry point puts the caller's current context back on return
+//! ([`KeepContext`]), and buffers MPI itself touches come from `cuMemAlloc`
+//! ([`IpcMemory`]), not the stream-ordered pool.
 //! Every failure is an `Err`, on which the caller leaves the call to the
 //! library.
 
@@ -16,6 +19,8 @@ use memwall::gpu::cuda::{sys, CudaSlice, CudaStream, DevicePtr, SyncOnDrop};
 use memwall::gpu::{driver_present, DeviceRead, DeviceWrite, Gpu, PinnedBuffer, PinnedKind};
 
 use crate::host::Region;
+use crate::ipc_memory::IpcMemory;
+use crate::keep_context::KeepContext;
 use crate::model::Method;
 
 /// A device address and the device it lives on.
@@ -188,8 +193,8 @@ pub enum Wire {
     Device {
         /// The device.
         dev: Arc<Device>,
-        /// The bytes.
-        buf: CudaSlice<u8>,
+        /// The bytes (IPC-capable, so the library may map them in a peer).
+        buf: IpcMemory,
         /// Message bytes.
         len: usize,
     },
@@ -215,7 +220,7 @@ impl Wire {
     pub fn ptr(&self) -> *mut c_void {
         match self {
             Wire::Device { dev, buf, .. } => {
-                let (p, guard) = buf.device_ptr(&dev.stream);
+                let (p, guard) = buf.slice().device_ptr(&dev.stream);
                 drop(guard);
                 p as *mut c_void
             }
@@ -241,6 +246,7 @@ impl Wire {
 
 impl Drop for Wire {
     fn drop(&mut self) {
+        let _keep = KeepContext::save();
         if let Wire::Host { dev, buf, .. } = self {
             if let Some(b) = buf.take() {
                 dev.give_back(b);
@@ -260,18 +266,22 @@ fn host_kind(m: Method) -> PinnedKind {
 /// Packs `count` elements at device address `src` into the buffer `method`
 /// sends from; the result is ready to hand to MPI.
 pub fn stage_out(c: &Committed, src: DevPtr, count: i64, method: Method) -> Res<Wire> {
+    let _keep = KeepContext::save();
     let dev = device(src.ordinal)?;
     let bytes = c.pack_size(count).map_err(err("pack size"))?;
     let (raw, origin) = typed(c, src.addr, count)?;
     let mut pos = 0u64;
     match method {
-        Method::Device | Method::Staged => {
+        Method::Device => {
+            let mut out = IpcMemory::new(&dev.stream, bytes)?;
+            c.pack_gpu(&dev.gpu, &dev.stream, &raw, origin, count, out.slice_mut(), &mut pos)
+                .map_err(err("GPU pack"))?;
+            dev.sync()?;
+            Ok(Wire::Device { dev, buf: out, len: bytes })
+        }
+        Method::Staged => {
             let mut out = dev.alloc(bytes)?;
             c.pack_gpu(&dev.gpu, &dev.stream, &raw, origin, count, &mut out, &mut pos).map_err(err("GPU pack"))?;
-            if method == Method::Device {
-                dev.sync()?;
-                return Ok(Wire::Device { dev, buf: out, len: bytes });
-            }
             let host = dev.pinned(bytes, PinnedKind::Cached)?;
             let wire = Wire::Host { dev: dev.clone(), buf: Some(host), len: bytes };
             let (p, guard) = out.device_ptr(&dev.stream);
@@ -293,9 +303,10 @@ pub fn stage_out(c: &Committed, src: DevPtr, count: i64, method: Method) -> Res<
 
 /// The buffer `method` receives `bytes` packed bytes into, for device `ordinal`.
 pub fn stage_in(ordinal: usize, bytes: usize, method: Method) -> Res<Wire> {
+    let _keep = KeepContext::save();
     let dev = device(ordinal)?;
     Ok(match method {
-        Method::Device => Wire::Device { buf: dev.alloc(bytes)?, dev, len: bytes },
+        Method::Device => Wire::Device { buf: IpcMemory::new(&dev.stream, bytes)?, dev, len: bytes },
         m => Wire::Host { buf: Some(dev.pinned(bytes, host_kind(m))?), dev, len: bytes },
     })
 }
@@ -304,6 +315,7 @@ pub fn stage_in(ordinal: usize, bytes: usize, method: Method) -> Res<Wire> {
 /// address `dst` (whole elements on the GPU, a trailing partial element's
 /// runs with copies).
 pub fn finish_in(c: &Committed, mut wire: Wire, received: usize, dst: DevPtr, count: i64) -> Res<()> {
+    let _keep = KeepContext::save();
     let size = c.datatype().size() as usize;
     if size == 0 || received > wire.len() || received > size.saturating_mul(count.max(0) as usize) {
         return Err(format!("received {received} bytes for {count} elements of {size}"));
@@ -315,7 +327,7 @@ pub fn finish_in(c: &Committed, mut wire: Wire, received: usize, dst: DevPtr, co
         let mut pos = 0u64;
         match &mut wire {
             Wire::Device { dev, buf, .. } => {
-                c.unpack_gpu(&dev.gpu, &dev.stream, &*buf, &mut pos, &mut raw, origin, whole)
+                c.unpack_gpu(&dev.gpu, &dev.stream, buf.slice(), &mut pos, &mut raw, origin, whole)
                     .map_err(err("GPU unpack"))?;
                 dev.sync()?;
             }
@@ -367,6 +379,7 @@ pub fn finish_in(c: &Committed, mut wire: Wire, received: usize, dst: DevPtr, co
 /// packs into (or unpacks from) device memory, and a copy moves the packed
 /// bytes from or to `packed_addr`, which may be host or device memory.
 pub fn pack_or_unpack(c: &Committed, typed_ptr: DevPtr, count: i64, packed_addr: u64, unpack: bool) -> Res<()> {
+    let _keep = KeepContext::save();
     let dev = device(typed_ptr.ordinal)?;
     let bytes = c.pack_size(count).map_err(err("pack size"))?;
     let (mut raw, origin) = typed(c, typed_ptr.addr, count)?;
@@ -391,6 +404,7 @@ pub fn measure(bytes: usize, reps: usize) -> Res<[f64; 4]> {
     if !cuda_usable() {
         return Err("no usable CUDA driver".into());
     }
+    let _keep = KeepContext::save();
     let dev = device(0)?;
     let n = (bytes / 8).max(1) as i64;
     // Every other f64: a strided pack of `bytes` packed bytes.
@@ -432,8 +446,8 @@ pub fn measure(bytes: usize, reps: usize) -> Res<[f64; 4]> {
 }
 
 /// Device allocations handed to the measure program, by address.
-fn allocations() -> &'static Mutex<HashMap<u64, CudaSlice<u8>>> {
-    static A: OnceLock<Mutex<HashMap<u64, CudaSlice<u8>>>> = OnceLock::new();
+fn allocations() -> &'static Mutex<HashMap<u64, IpcMemory>> {
+    static A: OnceLock<Mutex<HashMap<u64, IpcMemory>>> = OnceLock::new();
     A.get_or_init(Default::default)
 }
 
@@ -442,9 +456,10 @@ pub fn alloc_for_measure(bytes: usize) -> Res<u64> {
     if !cuda_usable() {
         return Err("no usable CUDA driver".into());
     }
+    let _keep = KeepContext::save();
     let dev = device(0)?;
-    let buf = dev.alloc(bytes)?;
-    let (p, guard) = buf.device_ptr(&dev.stream);
+    let buf = IpcMemory::new(&dev.stream, bytes)?;
+    let (p, guard) = buf.slice().device_ptr(&dev.stream);
     drop(guard);
     allocations().lock().unwrap_or_else(PoisonError::into_inner).insert(p, buf);
     Ok(p)
@@ -452,11 +467,13 @@ pub fn alloc_for_measure(bytes: usize) -> Res<u64> {
 
 /// Frees what [`alloc_for_measure`] returned.
 pub fn free_for_measure(addr: u64) {
+    let _keep = KeepContext::save();
     allocations().lock().unwrap_or_else(PoisonError::into_inner).remove(&addr);
 }
 
 /// A synchronous copy of `bytes` between two addresses (host or device,
 /// through unified addressing) on device `ordinal`'s stream.
 pub fn copy(ordinal: usize, dst: u64, src: u64, bytes: usize) -> Res<()> {
+    let _keep = KeepContext::save();
     device(ordinal)?.copy(dst, src, bytes)
 }

@@ -25,6 +25,8 @@ pub mod decode;
 pub mod device;
 pub mod handle_map;
 pub mod host;
+pub mod ipc_memory;
+mod keep_context;
 pub mod model;
 pub mod pool;
 pub mod stats;

@@ -248,7 +248,11 @@ impl Committed {
         drop(g);
         let p = self.gpu_plan(count, origin, *position, PackDirection::Pack, align_of(src_addr), align_of(dst_addr))?;
         let advance = self.pack_size(count)? as u64;
-        run_on_gpu(gpu, stream, &p, src, dst, PackDirection::Pack)?;
+        // Nothing to move (count 0, or a type with no data): no launch, and
+        // no zero-byte segment table, which the driver would refuse.
+        if advance > 0 {
+            run_on_gpu(gpu, stream, &p, src, dst, PackDirection::Pack)?;
+        }
         *position += advance;
         Ok(())
     }
@@ -273,7 +277,9 @@ impl Committed {
         let p =
             self.gpu_plan(count, origin, *position, PackDirection::Unpack, align_of(dst_addr), align_of(src_addr))?;
         let advance = self.pack_size(count)? as u64;
-        run_on_gpu(gpu, stream, &p, src, dst, PackDirection::Unpack)?;
+        if advance > 0 {
+            run_on_gpu(gpu, stream, &p, src, dst, PackDirection::Unpack)?;
+        }
         *position += advance;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Page-locked host memory, in the three flavours memwall uses.
 
-use cudarc::driver::{sys, CudaStream, DeviceRepr, PinnedHostSlice, SyncOnDrop, ValidAsZeroBits};
+use cudarc::driver::{sys, CudaStream, DeviceRepr, HostSlice, PinnedHostSlice, SyncOnDrop, ValidAsZeroBits};
 
 use crate::error::{Error, Result};
 use crate::gpu::device::Gpu;
@@ -127,32 +127,42 @@ impl<T: ValidAsZeroBits> PinnedBuffer<T> {
 }
 
 /// A mapped pinned buffer seen from the device: kernels read and write host
-/// memory through it. Made by [`PinnedBuffer::mapped_view`].
+/// memory through it. Made by [`PinnedBuffer::mapped_view`]. A kernel bound
+/// to it is recorded on the buffer's event, so the buffer's host accessors
+/// (`as_slice`, `as_ptr`) and its drop wait for that kernel.
 #[derive(Debug)]
-pub struct MappedView<'a> {
+pub struct MappedView<'a, T> {
     addr: sys::CUdeviceptr,
     bytes: usize,
-    _buffer: std::marker::PhantomData<&'a mut ()>,
+    host: &'a mut PinnedHostSlice<T>,
 }
 
 impl<T: ValidAsZeroBits> PinnedBuffer<T> {
     /// The device's view of a [`PinnedKind::Mapped`] buffer, borrowing it
-    /// mutably so the host cannot touch it meanwhile. Synchronize the stream
-    /// a kernel used it on before reading the buffer on the host.
-    pub fn mapped_view(&mut self) -> Result<MappedView<'_>> {
+    /// mutably so the host cannot touch it meanwhile.
+    pub fn mapped_view(&mut self) -> Result<MappedView<'_, T>> {
         let addr = self.device_address()?;
-        Ok(MappedView { addr, bytes: self.len() * std::mem::size_of::<T>(), _buffer: std::marker::PhantomData })
+        let bytes = self.len() * std::mem::size_of::<T>();
+        Ok(MappedView { addr, bytes, host: &mut self.inner })
     }
 }
 
-impl crate::gpu::DeviceRead for MappedView<'_> {
-    fn read_range<'a>(&'a self, _stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
-        (self.addr, self.bytes, SyncOnDrop::Sync(None))
+impl<T> crate::gpu::DeviceRead for MappedView<'_, T> {
+    fn read_range<'a>(&'a self, stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
+        // SAFETY: only the ordering guard is kept (the stream waits for the
+        // buffer's earlier work; the guard records the kernel launched
+        // meanwhile on the buffer's event); the host slice that comes with
+        // it is dropped unused.
+        let (_, guard) = unsafe { self.host.stream_synced_slice(stream) };
+        (self.addr, self.bytes, guard)
     }
 }
 
-impl crate::gpu::DeviceWrite for MappedView<'_> {
-    fn write_range<'a>(&'a mut self, _stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
-        (self.addr, self.bytes, SyncOnDrop::Sync(None))
+impl<T> crate::gpu::DeviceWrite for MappedView<'_, T> {
+    fn write_range<'a>(&'a mut self, stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
+        let (addr, bytes) = (self.addr, self.bytes);
+        // SAFETY: as in `read_range`: only the ordering guard is kept.
+        let (_, guard) = unsafe { self.host.stream_synced_mut_slice(stream) };
+        (addr, bytes, guard)
     }
 }

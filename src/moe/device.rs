@@ -19,6 +19,8 @@ use super::{Dispatch, GateInputs, LoadStats, Routing};
 pub struct DeviceMoe<L, A> {
     cfg: MoeConfig,
     tokens: u32,
+    hidden: u32,
+    has_prev: bool,
     plans: MoePlans,
     b: Buffers,
     _types: PhantomData<(L, A)>,
@@ -58,6 +60,10 @@ fn alloc(stream: &Arc<CudaStream>, bytes: u64) -> Result<CudaSlice<u8>> {
 fn upload(stream: &Arc<CudaStream>, dst: &mut CudaSlice<u8>, src: &[u8]) -> Result<()> {
     if src.is_empty() {
         return Ok(());
+    }
+    if src.len() > dst.len() {
+        // The shape checks in `DeviceMoe::upload` keep this from happening.
+        return Err(Error::invalid("MoE input bytes", src.len(), format!("the device buffer holds {}", dst.len())));
     }
     stream.memcpy_htod(src, &mut dst.slice_mut(..src.len())).map_err(|e| Error::driver("uploading MoE inputs", e))
 }
@@ -104,7 +110,7 @@ impl<L: Element, A: Element> DeviceMoe<L, A> {
             expert_out: alloc(stream, s.expert_out)?,
             out: alloc(stream, s.out)?,
         };
-        Ok(DeviceMoe { cfg: *cfg, tokens, plans, b, _types: PhantomData })
+        Ok(DeviceMoe { cfg: *cfg, tokens, hidden, has_prev, plans, b, _types: PhantomData })
     }
 
     /// Copies the layer's inputs and the constant experts' `v` to the device.
@@ -115,6 +121,21 @@ impl<L: Element, A: Element> DeviceMoe<L, A> {
                 "tokens",
                 inputs.tokens,
                 format!("this DeviceMoe was built for {}", self.tokens),
+            ));
+        }
+        if inputs.hidden != self.hidden {
+            return Err(Error::invalid(
+                "hidden",
+                inputs.hidden,
+                format!("this DeviceMoe was built for {}", self.hidden),
+            ));
+        }
+        if inputs.residual.is_some() != self.has_prev {
+            let (given, built) = if self.has_prev { ("none", "with") } else { ("given", "without") };
+            return Err(Error::invalid(
+                "residual",
+                given,
+                format!("this DeviceMoe was built {built} a gating residual (has_prev = {})", self.has_prev),
             ));
         }
         super::check_len("v", v.len(), (self.cfg.layout.n_const * inputs.hidden) as usize)?;

@@ -1,7 +1,7 @@
 //! MoE++ gating with zero-computation experts (Jin et al., ICLR 2025):
 //! routing with gating residuals, dispatch of FFN experts, and combine, on
 //! the CPU ([`route`], [`dispatch`], [`combine`]), the GPU and the emulator
-//! (`kernels/moe.cu`, [`plans`]), with an f64 [`reference`]; and one FFN
+//! (`kernels/moe.cu`, [`plans`]), with an f64 [`mod@reference`]; and one FFN
 //! expert's feed-forward over its dispatched rows ([`expert_ffn`],
 //! `kernels/expert_ffn.cu`).
 //!

@@ -298,26 +298,25 @@ fn combine_matches_the_reference() {
 #[test]
 fn emulated_kernels_match_the_cpu_path() {
     let emu = crate::emu::Emulator::new();
-    for (n, k, renorm, cap, t) in [
-        (12u32, 2u32, Renorm::ReferenceCode, None, 300u32),
-        (20, 1, Renorm::Paper, Some(0.7f32), 513),
-        (40, 8, Renorm::ReferenceCode, Some(1.0), 97),
-        (256, 2, Renorm::ReferenceCode, None, 40),
+    // All 256 experts FFN: n_ffn + 1 offsets, one more than the scan's block.
+    let all_ffn = ExpertLayout { n_ffn: 256, n_const: 0, n_copy: 0, n_zero: 0 };
+    for (experts, k, renorm, cap, t) in [
+        (layout(12), 2u32, Renorm::ReferenceCode, None, 300u32),
+        (layout(20), 1, Renorm::Paper, Some(0.7f32), 513),
+        (layout(40), 8, Renorm::ReferenceCode, Some(1.0), 97),
+        (layout(256), 2, Renorm::ReferenceCode, None, 40),
+        (all_ffn, 2, Renorm::Paper, None, 600),
     ] {
-        let cfg = MoeConfig {
-            top_k: k,
-            renorm,
-            capacity_factor: cap,
-            logits_norm_std: Some(1.0),
-            ..MoeConfig::new(layout(n))
-        };
+        let n = experts.experts();
+        let cfg =
+            MoeConfig { top_k: k, renorm, capacity_factor: cap, logits_norm_std: Some(1.0), ..MoeConfig::new(experts) };
         let hidden = 48u32;
         let case = Case::new(&cfg, t, hidden, u64::from(n + k));
         let inputs = case.inputs(&case.logits, true);
         let cpu = route(&cfg, &inputs).unwrap();
         let cpu_d = dispatch(&cfg, &cpu, t);
         let (er, ed) = route_and_dispatch_emu(&emu, &cfg, &inputs).unwrap();
-        let what = format!("N={n} k={k}");
+        let what = format!("N={n} (FFN {}) k={k}", experts.n_ffn);
         assert_eq!(er.ids, cpu.ids, "{what}");
         for (a, b) in er.weights.iter().zip(&cpu.weights) {
             assert!((a - b).abs() <= 1e-6, "{what}: weights {a} vs {b}");

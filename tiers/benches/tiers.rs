@@ -34,6 +34,8 @@ struct Plan {
     rounds: usize,
     /// Bytes per DDR<->HBM copy, and repetitions.
     hbm: (usize, usize),
+    /// Concurrent fetches: object size, objects, fetching threads.
+    lanes: (usize, usize, usize),
 }
 
 fn main() {
@@ -54,6 +56,7 @@ fn main() {
             fio: true,
             rounds: 3,
             hbm: (256 * MIB, 10),
+            lanes: (2 * MIB, 256, 3),
         }
     } else {
         check_fio_parser();
@@ -65,6 +68,7 @@ fn main() {
             fio: false,
             rounds: 1,
             hbm: (MIB, 2),
+            lanes: (MIB, 6, 3),
         }
     };
     let dir = std::env::var_os("MEMWALL_BENCH_DIR")
@@ -77,6 +81,7 @@ fn main() {
     }
     nvme_table(&plan, &dir, fio);
     overlap(&plan, &dir);
+    lanes_table(&plan, &dir);
     hbm_table(&plan, &dir);
 }
 
@@ -312,6 +317,61 @@ fn overlap(plan: &Plan, dir: &Path) {
         hidden * 100.0,
     );
     std::hint::black_box(sink);
+}
+
+/// Several threads fetching different objects NVMe->DDR at once (a
+/// caller and prefetch workers), with one lane (one transfer at a time) and
+/// with a lane per thread; rounds alternate and keep each side's best.
+fn lanes_table(plan: &Plan, dir: &Path) {
+    let (object, count, threads) = plan.lanes;
+    let total = object * count;
+    let mut best = [(0f64, f64::MAX); 2];
+    for _ in 0..plan.rounds {
+        for (k, lanes) in [1, threads].into_iter().enumerate() {
+            let mut c = config(dir, MIB.min(object), 32, true, total * 2);
+            c.nvme.lanes = Some(lanes);
+            let pager = Pager::new(c).expect("pager");
+            let ids = fill(&pager, total, object);
+            pager.flush_all().expect("flush");
+            for &id in &ids {
+                pager.evict(id, Tier::Ddr).expect("evict");
+            }
+            let t = Instant::now();
+            let waits: Vec<Duration> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|w| {
+                        let (pager, ids) = (&pager, &ids);
+                        s.spawn(move || {
+                            ids.iter()
+                                .skip(w)
+                                .step_by(threads)
+                                .map(|&id| {
+                                    let t = Instant::now();
+                                    pager.fetch(id, Tier::Ddr).expect("fetch");
+                                    t.elapsed()
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers.into_iter().flat_map(|w| w.join().expect("fetch thread")).collect()
+            });
+            let rate = gbps(total, t.elapsed());
+            let mean_ms = waits.iter().sum::<Duration>().as_secs_f64() * 1e3 / waits.len() as f64;
+            best[k] = (best[k].0.max(rate), best[k].1.min(mean_ms));
+        }
+    }
+    println!();
+    println!(
+        "{threads} threads fetching {count} objects of {} MiB NVMe->DDR at once (best of {} alternating rounds)",
+        object / MIB,
+        plan.rounds
+    );
+    println!("| {:>5} | {:>8} | {:>13} |", "lanes", "GB/s", "mean fetch ms");
+    println!("|-------|----------|---------------|");
+    for (lanes, (rate, ms)) in [1, threads].into_iter().zip(best) {
+        println!("| {lanes:>5} | {rate:>8.2} | {ms:>13.2} |");
+    }
 }
 
 fn hbm_table(plan: &Plan, dir: &Path) {
