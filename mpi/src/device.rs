@@ -15,7 +15,7 @@ use std::ffi::{c_int, c_void};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use memwall::datatype::Committed;
-use memwall::gpu::cuda::{sys, CudaSlice, CudaStream, DevicePtr, SyncOnDrop};
+use memwall::gpu::cuda::{sys, CudaEvent, CudaSlice, CudaStream, DevicePtr, SyncOnDrop};
 use memwall::gpu::{driver_present, DeviceRead, DeviceWrite, Gpu, PinnedBuffer, PinnedKind};
 
 use crate::host::Region;
@@ -81,6 +81,8 @@ pub fn locate(ptr: *const c_void) -> Option<DevPtr> {
 pub struct Device {
     gpu: Gpu,
     stream: Arc<CudaStream>,
+    /// Recorded on the default streams, waited on by `stream`.
+    fence: CudaEvent,
     pinned: Mutex<Vec<PinnedBuffer<u8>>>,
 }
 
@@ -114,7 +116,8 @@ pub fn device(ordinal: usize) -> Res<Arc<Device>> {
         .or_insert_with(|| {
             let gpu = Gpu::new(ordinal).map_err(err("opening the device"))?;
             let stream = gpu.new_stream().map_err(err("creating a stream"))?;
-            Ok(Arc::new(Device { gpu, stream, pinned: Mutex::new(Vec::new()) }))
+            let fence = stream.context().new_event(None).map_err(drv("creating an event"))?;
+            Ok(Arc::new(Device { gpu, stream, fence, pinned: Mutex::new(Vec::new()) }))
         })
         .clone()
 }
@@ -161,6 +164,35 @@ impl Device {
 
     fn sync(&self) -> Res<()> {
         self.stream.synchronize().map_err(drv("cuStreamSynchronize"))
+    }
+
+    /// Orders the interposer's stream after the work the application queued
+    /// on the default streams (legacy and per-thread), before it touches a
+    /// user buffer: a kernel that wrote a send buffer on the default stream
+    /// with no synchronization before `MPI_Send` has finished when the pack
+    /// reads it, as it would have for the library's own copies (issued on
+    /// the legacy stream). The interposer's stream is non-blocking, so
+    /// nothing orders it otherwise.
+    fn after_default_streams(&self) -> Res<()> {
+        // cuda.h's CU_STREAM_LEGACY and CU_STREAM_PER_THREAD handles.
+        const LEGACY: sys::CUstream = 0x1 as sys::CUstream;
+        const PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
+        self.stream.context().bind_to_thread().map_err(drv("binding the context"))?;
+        for default in [LEGACY, PER_THREAD] {
+            // SAFETY: the event and the stream belong to this device's
+            // context, bound just above; the two handles are the driver's
+            // special default-stream values, valid in any context.
+            let rc = unsafe { sys::cuEventRecord(self.fence.cu_event(), default) };
+            if rc != sys::CUresult::CUDA_SUCCESS {
+                return Err(format!("cuEventRecord on the default stream: {rc:?}"));
+            }
+            // SAFETY: as above.
+            let rc = unsafe { sys::cuStreamWaitEvent(self.stream.cu_stream(), self.fence.cu_event(), 0) };
+            if rc != sys::CUresult::CUDA_SUCCESS {
+                return Err(format!("cuStreamWaitEvent: {rc:?}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -238,6 +270,13 @@ impl Wire {
         }
     }
 
+    /// The device the message belongs to.
+    fn device(&self) -> &Arc<Device> {
+        match self {
+            Wire::Device { dev, .. } | Wire::Host { dev, .. } => dev,
+        }
+    }
+
     /// Whether the message is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -270,6 +309,7 @@ pub fn stage_out(c: &Committed, src: DevPtr, count: i64, method: Method) -> Res<
     let dev = device(src.ordinal)?;
     let bytes = c.pack_size(count).map_err(err("pack size"))?;
     let (raw, origin) = typed(c, src.addr, count)?;
+    dev.after_default_streams()?;
     let mut pos = 0u64;
     match method {
         Method::Device => {
@@ -320,6 +360,7 @@ pub fn finish_in(c: &Committed, mut wire: Wire, received: usize, dst: DevPtr, co
     if size == 0 || received > wire.len() || received > size.saturating_mul(count.max(0) as usize) {
         return Err(format!("received {received} bytes for {count} elements of {size}"));
     }
+    wire.device().after_default_streams()?;
     let whole = (received / size) as i64;
     let src_addr = wire.ptr() as u64;
     if whole > 0 {
@@ -353,9 +394,7 @@ pub fn finish_in(c: &Committed, mut wire: Wire, received: usize, dst: DevPtr, co
     }
     let rest = received - whole as usize * size;
     if rest > 0 {
-        let dev = match &wire {
-            Wire::Device { dev, .. } | Wire::Host { dev, .. } => dev.clone(),
-        };
+        let dev = wire.device().clone();
         let base = dst.addr.wrapping_add((c.datatype().extent() * whole) as u64);
         let mut runs = Vec::new();
         let mut left = rest;
@@ -383,6 +422,7 @@ pub fn pack_or_unpack(c: &Committed, typed_ptr: DevPtr, count: i64, packed_addr:
     let dev = device(typed_ptr.ordinal)?;
     let bytes = c.pack_size(count).map_err(err("pack size"))?;
     let (mut raw, origin) = typed(c, typed_ptr.addr, count)?;
+    dev.after_default_streams()?;
     let mut tmp = dev.alloc(bytes)?;
     let (p, guard) = tmp.device_ptr(&dev.stream);
     drop(guard);

@@ -98,3 +98,39 @@ fn gpu_device_path_matches_the_cpu_pack_for_every_method() {
     c.unpack(&want, &mut 0, &mut expect, 0, count).unwrap();
     assert_eq!(stream.clone_dtoh(&back).unwrap(), expect, "pack_or_unpack: unpack");
 }
+
+/// A send buffer written on the legacy default stream, with no
+/// synchronization before the pack (as an unchanged CUDA-aware program may
+/// do), is packed after that write: the interposer's non-blocking stream
+/// waits for the default streams.
+#[test]
+fn gpu_device_path_packs_after_work_on_the_default_stream() {
+    let Some(gpu) = gpu_or_skip("gpu_device_path_packs_after_work_on_the_default_stream") else { return };
+    let stream = gpu.new_stream().unwrap();
+    const LEGACY: sys::CUstream = 0x1 as sys::CUstream;
+    let t = Datatype::named(Primitive::F64).vector(1 << 16, 1, 2).unwrap();
+    let c = Committed::new(&t).unwrap();
+    let span = c.datatype().extent() as usize;
+    let typed = stream.alloc_zeros::<u8>(span).unwrap();
+    // Keeps the legacy stream busy for a while before the write that counts.
+    let busy = stream.alloc_zeros::<u8>(1 << 30).unwrap();
+    stream.synchronize().unwrap();
+    let ((addr, g1), (busy_addr, g2)) = (typed.device_ptr(&stream), busy.device_ptr(&stream));
+    drop((g1, g2));
+    let src = device::locate(addr as *const _).unwrap();
+    for round in 0..4u8 {
+        let value = 0x40 + round;
+        gpu.context().bind_to_thread().unwrap();
+        // SAFETY: live device allocations of these sizes in the bound
+        // context; the legacy stream handle is the driver's.
+        unsafe {
+            for _ in 0..4 {
+                assert_eq!(sys::cuMemsetD8Async(busy_addr, round, 1 << 30, LEGACY), sys::CUresult::CUDA_SUCCESS);
+            }
+            assert_eq!(sys::cuMemsetD8Async(addr, value, span, LEGACY), sys::CUresult::CUDA_SUCCESS);
+        }
+        let wire = device::stage_out(&c, src, 1, Method::Device).unwrap();
+        let got = host_of(&wire, src.ordinal);
+        assert!(got.iter().all(|&b| b == value), "round {round}: the pack ran before the default stream's write");
+    }
+}

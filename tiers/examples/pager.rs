@@ -18,10 +18,11 @@ fn main() -> memwall_tiers::Result<()> {
     assert_eq!(w[12345], 12345.0);
     let s = pager.stats();
     println!(
-        "busy {busy:.0}; DDR hits {} misses {}; NVMe I/O {:?}",
+        "busy {busy:.0}; DDR hits {} misses {}; NVMe I/O {} x {} lanes",
         s.tier(Tier::Ddr).hits,
         s.tier(Tier::Ddr).misses,
-        s.nvme.path
+        s.nvme.path,
+        s.nvme.lanes
     );
     drop(pin);
     drop(pager);
