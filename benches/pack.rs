@@ -13,18 +13,24 @@ use std::time::{Duration, Instant};
 
 use memwall::datatype::{Committed, Datatype, Order};
 
-/// Median seconds of `f` over enough repetitions to fill ~`budget`.
+/// Median seconds of one call of `f`, over samples of enough calls each to
+/// last ~20 us (so the clock's own cost, ~20 ns a read here, does not count
+/// in a 1 KiB pack), repeated to fill ~`budget`.
 fn time(budget: Duration, mut f: impl FnMut()) -> f64 {
     f();
     let start = Instant::now();
     f();
-    let once = start.elapsed().max(Duration::from_nanos(50));
-    let reps = ((budget.as_secs_f64() / once.as_secs_f64()) as usize).clamp(3, 1000);
+    let once = start.elapsed().max(Duration::from_nanos(10));
+    let batch = ((20e-6 / once.as_secs_f64()) as usize).clamp(1, 100_000);
+    let sample = once.as_secs_f64() * batch as f64;
+    let reps = ((budget.as_secs_f64() / sample) as usize).clamp(3, 1000);
     let mut samples: Vec<f64> = (0..reps)
         .map(|_| {
             let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
+            for _ in 0..batch {
+                f();
+            }
+            t.elapsed().as_secs_f64() / batch as f64
         })
         .collect();
     samples.sort_by(f64::total_cmp);

@@ -47,6 +47,42 @@ pub struct Layout {
     pub segments: Vec<Segment>,
 }
 
+/// Calls `f(offset)` for every position of the grid `dims` (outermost
+/// first), innermost fastest; once, at 0, for no dims. Allocates nothing
+/// for up to 8 dims (a pack's hot path calls it per message).
+pub(crate) fn for_each_position(dims: &[Dim], mut f: impl FnMut(i64)) {
+    if dims.iter().any(|d| d.count == 0) {
+        return;
+    }
+    let mut small = [0u64; 8];
+    let mut large = Vec::new();
+    let idx: &mut [u64] = if dims.len() <= small.len() {
+        &mut small[..dims.len()]
+    } else {
+        large.resize(dims.len(), 0);
+        &mut large
+    };
+    let mut pos = 0i64;
+    loop {
+        f(pos);
+        // Odometer over dims, innermost fastest.
+        let mut k = dims.len();
+        loop {
+            if k == 0 {
+                return;
+            }
+            k -= 1;
+            idx[k] += 1;
+            pos += dims[k].stride;
+            if idx[k] < dims[k].count {
+                break;
+            }
+            pos -= dims[k].stride * dims[k].count as i64;
+            idx[k] = 0;
+        }
+    }
+}
+
 /// The most segments an irregular type may expand to (16 bytes each).
 pub const MAX_SEGMENTS: usize = 1 << 26;
 
@@ -101,28 +137,11 @@ impl Layout {
         if self.is_empty() {
             return;
         }
-        let mut idx = vec![0u64; self.dims.len()];
-        let mut pos = 0i64;
-        loop {
+        for_each_position(&self.dims, |pos| {
             for s in &self.segments {
                 f(pos + s.offset, s.len);
             }
-            // Odometer over dims, innermost fastest.
-            let mut k = self.dims.len();
-            loop {
-                if k == 0 {
-                    return;
-                }
-                k -= 1;
-                idx[k] += 1;
-                pos += self.dims[k].stride;
-                if idx[k] < self.dims[k].count {
-                    break;
-                }
-                pos -= self.dims[k].stride * self.dims[k].count as i64;
-                idx[k] = 0;
-            }
-        }
+        });
     }
 
     /// The typemap as a flat segment list (merged), for irregular parents.

@@ -33,7 +33,7 @@ pub(crate) use pack_gpu::sample_plans;
 pub use types::{Datatype, Order, Primitive, StructPadding};
 
 use crate::error::{Error, Result};
-use pack_cpu::{Direction, RawBuf};
+use pack_cpu::{Direction, RawBuf, Reach};
 
 /// A datatype ready to pack: its canonical [`Layout`] computed once (what
 /// `MPI_Type_commit` does).
@@ -41,12 +41,16 @@ use pack_cpu::{Direction, RawBuf};
 pub struct Committed {
     ty: Datatype,
     layout: Layout,
+    /// The layout's reach, for packing one element without walking it.
+    one: Reach,
 }
 
 impl Committed {
     /// Canonicalizes `ty`.
     pub fn new(ty: &Datatype) -> Result<Self> {
-        Ok(Committed { ty: ty.clone(), layout: layout_of(ty)? })
+        let layout = layout_of(ty)?;
+        let one = Reach::of(&layout);
+        Ok(Committed { ty: ty.clone(), layout, one })
     }
 
     /// The datatype.
@@ -90,16 +94,38 @@ impl Committed {
         Ok(if n == 1 { self.layout.clone() } else { self.layout.repeated(n, self.ty.extent()) })
     }
 
+    /// Packs (`Direction::Pack`) or unpacks between `typed` (element 0 at
+    /// `origin`) and `dense` at `*position`. One element uses the committed
+    /// layout and its precomputed reach: nothing is allocated or walked
+    /// before the copy (those were most of a small pack's time).
+    #[inline]
+    fn move_bytes(
+        &self,
+        typed: RawBuf,
+        origin: usize,
+        count: i64,
+        dense: RawBuf,
+        position: &mut usize,
+        dir: Direction,
+    ) -> Result<()> {
+        if count == 1 {
+            return pack_cpu::run(&self.layout, self.one, typed, origin, dense, position, dir);
+        }
+        let layout = self.layout_for(count)?;
+        pack_cpu::run(&layout, Reach::of(&layout), typed, origin, dense, position, dir)
+    }
+
     /// `MPI_Pack`: packs `count` elements, element `e` starting at byte
     /// `origin + e * extent` of `src`, into `dst` from `*position`, and
     /// advances `*position`. Errors, with nothing written, when the
     /// typemap reaches outside `src` or `dst` has too little room.
+    #[inline]
     pub fn pack(&self, src: &[u8], origin: usize, count: i64, dst: &mut [u8], position: &mut usize) -> Result<()> {
-        let layout = self.layout_for(count)?;
-        pack_cpu::run(
-            &layout,
-            RawBuf { ptr: src.as_ptr().cast_mut(), len: src.len() },
+        let typed = RawBuf { ptr: src.as_ptr().cast_mut(), len: src.len() };
+        self.move_bytes(
+            typed,
             origin,
+            count,
             RawBuf { ptr: dst.as_mut_ptr(), len: dst.len() },
             position,
             Direction::Pack,
@@ -108,14 +134,15 @@ impl Committed {
 
     /// `MPI_Unpack`: unpacks `count` elements from `src` at `*position` into
     /// `dst` (element `e` at `origin + e * extent`), and advances `*position`.
+    #[inline]
     pub fn unpack(&self, src: &[u8], position: &mut usize, dst: &mut [u8], origin: usize, count: i64) -> Result<()> {
-        let layout = self.layout_for(count)?;
         // `run` only reads through the dense pointer when unpacking.
-        pack_cpu::run(
-            &layout,
+        let dense = RawBuf { ptr: src.as_ptr().cast_mut(), len: src.len() };
+        self.move_bytes(
             RawBuf { ptr: dst.as_mut_ptr(), len: dst.len() },
             origin,
-            RawBuf { ptr: src.as_ptr().cast_mut(), len: src.len() },
+            count,
+            dense,
             position,
             Direction::Unpack,
         )
