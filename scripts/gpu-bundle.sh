@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 bundle=target/gpu-bundle
 rm -rf "$bundle"
-mkdir -p "$bundle/tests" "$bundle/benches" "$bundle/bin"
+mkdir -p "$bundle/tests" "$bundle/benches" "$bundle/bin" "$bundle/examples"
 export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_BENCH_DEBUG=0
 
 collect() { # reads cargo's JSON messages; prints "kind name path" per executable
@@ -61,7 +61,12 @@ cargo bench --workspace --no-run --locked --message-format=json | collect |
 cargo build --release --locked --bin memwall
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 cp "$target_dir/release/memwall" "$bundle/bin/memwall"
-strip "$bundle"/tests/* "$bundle"/benches/* "$bundle"/bin/* 2>/dev/null || true
+# The README's GPU examples (examples/*_gpu.rs), run by run.sh beside the tests.
+cargo build --release --locked -p memwall --examples
+for ex in "$target_dir"/release/examples/*_gpu; do
+  if [[ -x $ex ]]; then cp "$ex" "$bundle/examples/"; fi
+done
+strip "$bundle"/tests/* "$bundle"/benches/* "$bundle"/bin/* "$bundle"/examples/* 2>/dev/null || true
 cp scripts/gpu-suite-run.sh "$bundle/run.sh"
 chmod +x "$bundle/run.sh"
 du -sh "$bundle" >&2

@@ -46,6 +46,17 @@ for bin in "$here"/tests/*; do
   rows+=("$(printf '%-28s %7s %7s %8s %8s  %s' "$name" "$passed" "$failed" "$skipped" "$secs" "$status")")
 done
 
+for bin in "$here"/examples/*; do # the README's GPU examples: each checks itself
+  [[ -e $bin ]] || continue
+  name=example:$(basename "$bin")
+  log=$out/$name.log
+  "$bin" >"$log" 2>&1
+  rc=$?
+  status=ok
+  if ((rc != 0)); then status="FAIL(rc=$rc)"; failed_any=1; fi
+  rows+=("$(printf '%-28s %7s %7s %8s %8s  %s' "$name" - - "$(grep -c MEMWALL-SKIP "$log")" - "$status")")
+done
+
 if ((sanitizer)) && command -v compute-sanitizer >/dev/null; then
   for bin in "$here"/tests/gpu_*; do
     [[ -e $bin ]] || continue
