@@ -47,16 +47,19 @@ echo "gpu-bundle: building test binaries" >&2
 cargo test --workspace --all-targets --release --no-run --locked --message-format=json | collect |
   while read -r kind name path; do
     if [[ $kind == bench || $kind == example ]]; then continue; fi # benches: built below; examples: CPU demos
-    # The carry to a GPU machine is limited to 64 MiB: the tier and MPI
-    # crates' CPU-only tests stay home (CI runs them); their GPU tests go.
+    # The carry to a GPU machine is limited to 64 MiB: CPU-only test
+    # binaries stay home (CI runs them): the tier and MPI crates' tests
+    # other than their GPU ones, their unit tests, and the emulator's.
     if [[ ($name == tiers-* || $name == mpi-*) && $name != *gpu* ]]; then continue; fi
+    if [[ $name == emu_* || $name == memwall_tiers_lib || $name == memwall_mpi_lib ]]; then continue; fi
     if [[ $kind == bin ]]; then name="bin_$name"; fi
     cp "$path" "$bundle/tests/$name"
   done
 echo "gpu-bundle: building bench binaries" >&2
 cargo bench --workspace --no-run --locked --message-format=json | collect |
   while read -r kind name path; do
-    if [[ $kind == bench && $name != mpi-* ]]; then cp "$path" "$bundle/benches/$name"; fi
+    # The emulator's bench is CPU-only.
+    if [[ $kind == bench && $name != mpi-* && $name != emulator ]]; then cp "$path" "$bundle/benches/$name"; fi
   done
 cargo build --release --locked --bin memwall
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
