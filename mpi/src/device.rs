@@ -81,9 +81,14 @@ pub fn locate(ptr: *const c_void) -> Option<DevPtr> {
 pub struct Device {
     gpu: Gpu,
     stream: Arc<CudaStream>,
-    /// Recorded on the default streams, waited on by `stream`.
-    fence: CudaEvent,
+    /// Recorded on the default streams, waited on by `stream`; the lock
+    /// keeps each record-and-wait pair together across threads (a wait
+    /// sees the event's latest record).
+    fence: Mutex<CudaEvent>,
     pinned: Mutex<Vec<PinnedBuffer<u8>>>,
+    /// Device buffers handed to MPI, kept for reuse: each `cuMemFree`
+    /// would synchronize the whole device.
+    ipc: Mutex<Vec<IpcMemory>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -117,7 +122,8 @@ pub fn device(ordinal: usize) -> Res<Arc<Device>> {
             let gpu = Gpu::new(ordinal).map_err(err("opening the device"))?;
             let stream = gpu.new_stream().map_err(err("creating a stream"))?;
             let fence = stream.context().new_event(None).map_err(drv("creating an event"))?;
-            Ok(Arc::new(Device { gpu, stream, fence, pinned: Mutex::new(Vec::new()) }))
+            let (fence, pinned, ipc) = (Mutex::new(fence), Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+            Ok(Arc::new(Device { gpu, stream, fence, pinned, ipc }))
         })
         .clone()
 }
@@ -136,6 +142,23 @@ impl Device {
 
     fn give_back(&self, b: PinnedBuffer<u8>) {
         let mut pool = self.pinned.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < PINNED_KEEP {
+            pool.push(b);
+        }
+    }
+
+    /// At least `bytes` of device memory for MPI (reused when possible).
+    fn ipc_memory(&self, bytes: usize) -> Res<IpcMemory> {
+        let mut pool = self.ipc.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = pool.iter().position(|b| b.len() >= bytes) {
+            return Ok(pool.swap_remove(i));
+        }
+        drop(pool);
+        IpcMemory::new(&self.stream, bytes.max(1).div_ceil(1 << 16) << 16)
+    }
+
+    fn give_back_ipc(&self, b: IpcMemory) {
+        let mut pool = self.ipc.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < PINNED_KEEP {
             pool.push(b);
         }
@@ -178,16 +201,17 @@ impl Device {
         const LEGACY: sys::CUstream = 0x1 as sys::CUstream;
         const PER_THREAD: sys::CUstream = 0x2 as sys::CUstream;
         self.stream.context().bind_to_thread().map_err(drv("binding the context"))?;
+        let fence = self.fence.lock().unwrap_or_else(PoisonError::into_inner);
         for default in [LEGACY, PER_THREAD] {
             // SAFETY: the event and the stream belong to this device's
             // context, bound just above; the two handles are the driver's
             // special default-stream values, valid in any context.
-            let rc = unsafe { sys::cuEventRecord(self.fence.cu_event(), default) };
+            let rc = unsafe { sys::cuEventRecord(fence.cu_event(), default) };
             if rc != sys::CUresult::CUDA_SUCCESS {
                 return Err(format!("cuEventRecord on the default stream: {rc:?}"));
             }
             // SAFETY: as above.
-            let rc = unsafe { sys::cuStreamWaitEvent(self.stream.cu_stream(), self.fence.cu_event(), 0) };
+            let rc = unsafe { sys::cuStreamWaitEvent(self.stream.cu_stream(), fence.cu_event(), 0) };
             if rc != sys::CUresult::CUDA_SUCCESS {
                 return Err(format!("cuStreamWaitEvent: {rc:?}"));
             }
@@ -225,8 +249,9 @@ pub enum Wire {
     Device {
         /// The device.
         dev: Arc<Device>,
-        /// The bytes (IPC-capable, so the library may map them in a peer).
-        buf: IpcMemory,
+        /// The bytes (IPC-capable, so the library may map them in a peer;
+        /// back to the device's pool on drop).
+        buf: Option<IpcMemory>,
         /// Message bytes.
         len: usize,
     },
@@ -250,12 +275,11 @@ impl std::fmt::Debug for Wire {
 impl Wire {
     /// The address MPI sends from or receives into.
     pub fn ptr(&self) -> *mut c_void {
+        // Reading either buffer's address binds its context.
+        let _keep = KeepContext::save();
         match self {
-            Wire::Device { dev, buf, .. } => {
-                let (p, guard) = buf.slice().device_ptr(&dev.stream);
-                drop(guard);
-                p as *mut c_void
-            }
+            Wire::Device { buf: Some(buf), .. } => buf.address() as *mut c_void,
+            Wire::Device { buf: None, .. } => std::ptr::null_mut(),
             Wire::Host { buf, .. } => buf
                 .as_ref()
                 .and_then(|b| b.host_slice().as_ptr().ok())
@@ -285,10 +309,19 @@ impl Wire {
 
 impl Drop for Wire {
     fn drop(&mut self) {
+        // The buffers go back to their pools here, inside the guard (a
+        // field dropped after this body would run outside it).
         let _keep = KeepContext::save();
-        if let Wire::Host { dev, buf, .. } = self {
-            if let Some(b) = buf.take() {
-                dev.give_back(b);
+        match self {
+            Wire::Host { dev, buf, .. } => {
+                if let Some(b) = buf.take() {
+                    dev.give_back(b);
+                }
+            }
+            Wire::Device { dev, buf, .. } => {
+                if let Some(b) = buf.take() {
+                    dev.give_back_ipc(b);
+                }
             }
         }
     }
@@ -313,11 +346,11 @@ pub fn stage_out(c: &Committed, src: DevPtr, count: i64, method: Method) -> Res<
     let mut pos = 0u64;
     match method {
         Method::Device => {
-            let mut out = IpcMemory::new(&dev.stream, bytes)?;
-            c.pack_gpu(&dev.gpu, &dev.stream, &raw, origin, count, out.slice_mut(), &mut pos)
-                .map_err(err("GPU pack"))?;
-            dev.sync()?;
-            Ok(Wire::Device { dev, buf: out, len: bytes })
+            let mut out = dev.ipc_memory(bytes)?;
+            let packed = c.pack_gpu(&dev.gpu, &dev.stream, &raw, origin, count, out.slice_mut(), &mut pos);
+            let synced = packed.map_err(err("GPU pack")).and_then(|()| dev.sync());
+            let wire = Wire::Device { dev, buf: Some(out), len: bytes };
+            synced.map(|()| wire)
         }
         Method::Staged => {
             let mut out = dev.alloc(bytes)?;
@@ -346,7 +379,7 @@ pub fn stage_in(ordinal: usize, bytes: usize, method: Method) -> Res<Wire> {
     let _keep = KeepContext::save();
     let dev = device(ordinal)?;
     Ok(match method {
-        Method::Device => Wire::Device { buf: IpcMemory::new(&dev.stream, bytes)?, dev, len: bytes },
+        Method::Device => Wire::Device { buf: Some(dev.ipc_memory(bytes)?), dev, len: bytes },
         m => Wire::Host { buf: Some(dev.pinned(bytes, host_kind(m))?), dev, len: bytes },
     })
 }
@@ -368,6 +401,7 @@ pub fn finish_in(c: &Committed, mut wire: Wire, received: usize, dst: DevPtr, co
         let mut pos = 0u64;
         match &mut wire {
             Wire::Device { dev, buf, .. } => {
+                let buf = buf.as_ref().ok_or("no receive buffer")?;
                 c.unpack_gpu(&dev.gpu, &dev.stream, buf.slice(), &mut pos, &mut raw, origin, whole)
                     .map_err(err("GPU unpack"))?;
                 dev.sync()?;
@@ -499,8 +533,7 @@ pub fn alloc_for_measure(bytes: usize) -> Res<u64> {
     let _keep = KeepContext::save();
     let dev = device(0)?;
     let buf = IpcMemory::new(&dev.stream, bytes)?;
-    let (p, guard) = buf.slice().device_ptr(&dev.stream);
-    drop(guard);
+    let p = buf.address();
     allocations().lock().unwrap_or_else(PoisonError::into_inner).insert(p, buf);
     Ok(p)
 }

@@ -12,10 +12,14 @@ use std::sync::Arc;
 
 use memwall::gpu::cuda::{sys, CudaSlice, CudaStream};
 
+use crate::keep_context::KeepContext;
+
 /// A `cuMemAlloc` allocation, bound to a stream for memwall's kernels.
 pub struct IpcMemory {
     /// Always `Some` until dropped.
     slice: Option<CudaSlice<u8>>,
+    /// Its device address (reading it needs no driver call).
+    address: sys::CUdeviceptr,
 }
 
 impl IpcMemory {
@@ -35,7 +39,7 @@ impl IpcMemory {
         // dropped itself, which would free it into the pool) and freed
         // with cuMemFree. The bytes are written before they are read.
         let slice = unsafe { stream.upgrade_device_ptr::<u8>(ptr, len) };
-        Ok(IpcMemory { slice: Some(slice) })
+        Ok(IpcMemory { slice: Some(slice), address: ptr })
     }
 
     /// The memory as memwall's kernels bind it.
@@ -47,20 +51,44 @@ impl IpcMemory {
     pub fn slice_mut(&mut self) -> &mut CudaSlice<u8> {
         self.slice.as_mut().expect("present until dropped")
     }
+
+    /// The device address.
+    pub fn address(&self) -> sys::CUdeviceptr {
+        self.address
+    }
+
+    /// Bytes allocated.
+    pub fn len(&self) -> usize {
+        self.slice().len()
+    }
+
+    /// Whether it holds no bytes (never: at least 1 is allocated).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Drop for IpcMemory {
     fn drop(&mut self) {
         let Some(slice) = self.slice.take() else { return };
+        let _keep = KeepContext::save();
         let stream = slice.stream().clone();
-        // Nothing on the stream may still use it; leak waits for the
-        // slice's recorded reads and writes.
-        let _ = stream.synchronize();
+        // `leak` queues waits for the slice's recorded reads and writes on
+        // the stream; the raw synchronize then covers them and everything
+        // before (not cudarc's, which returns a pending sticky error
+        // without waiting).
         let ptr = slice.leak();
-        if stream.context().bind_to_thread().is_ok() {
-            // SAFETY: `ptr` came from cuMemAlloc in `new`, its slice is gone
-            // and the stream is idle, so nothing refers to it any more.
-            unsafe { sys::cuMemFree_v2(ptr) };
+        if stream.context().bind_to_thread().is_err() {
+            return; // the context is gone: so is the memory
         }
+        // SAFETY: the stream is live (we hold it) and its context current.
+        let synced = unsafe { sys::cuStreamSynchronize(stream.cu_stream()) };
+        if synced != sys::CUresult::CUDA_SUCCESS {
+            eprintln!("memwall-mpi: freeing device memory: cuStreamSynchronize: {synced:?}");
+        }
+        // SAFETY: `ptr` came from cuMemAlloc in `new`, its slice is gone
+        // and the stream has drained, so nothing refers to it any more;
+        // cuMemFree itself also waits for the device.
+        unsafe { sys::cuMemFree_v2(ptr) };
     }
 }

@@ -55,8 +55,10 @@ fn gpu_device_path_matches_the_cpu_pack_for_every_method() {
     for method in Method::ALL {
         let what = format!("{method:?}");
         let wire = keeps_no_context("stage_out", || device::stage_out(&c, src, count, method).unwrap());
+        keeps_no_context("Wire::ptr", || wire.ptr());
         assert_eq!(host_of(&wire, src.ordinal), want, "{what}: packed bytes");
         if let Wire::Device { .. } = &wire {
+            gpu.context().bind_to_thread().unwrap();
             let mut handle = sys::CUipcMemHandle_st { reserved: [0; 64] };
             // SAFETY: a valid out pointer and a live device allocation.
             let rc = unsafe { sys::cuIpcGetMemHandle(&mut handle, wire.ptr() as u64) };
@@ -65,7 +67,7 @@ fn gpu_device_path_matches_the_cpu_pack_for_every_method() {
                 "{what}: MPI's device buffer refuses cuIpcGetMemHandle ({rc:?}): pool memory?"
             );
         }
-        drop(wire);
+        keeps_no_context("dropping a wire", || drop(wire));
 
         // Receive: the packed bytes land in the wire, then unpack.
         let back = stream.alloc_zeros::<u8>(span).unwrap();

@@ -127,9 +127,14 @@ impl<T: ValidAsZeroBits> PinnedBuffer<T> {
 }
 
 /// A mapped pinned buffer seen from the device: kernels read and write host
-/// memory through it. Made by [`PinnedBuffer::mapped_view`]. A kernel bound
-/// to it is recorded on the buffer's event, so the buffer's host accessors
-/// (`as_slice`, `as_ptr`) and its drop wait for that kernel.
+/// memory through it. Made by [`PinnedBuffer::mapped_view`]. When cudarc
+/// tracks events (its multi-stream mode, on once a context has made a
+/// second stream, as [`crate::gpu::Gpu::new_stream`] does), a kernel bound
+/// to the view is recorded on the buffer's event, so the buffer's host
+/// accessors (`as_slice`, `as_ptr`) and its drop wait for that kernel; a
+/// stream of another context (the buffer is portable) is synchronized when
+/// the binding ends instead. Otherwise synchronize the stream before
+/// reading the buffer on the host.
 #[derive(Debug)]
 pub struct MappedView<'a, T> {
     addr: sys::CUdeviceptr,
@@ -147,8 +152,19 @@ impl<T: ValidAsZeroBits> PinnedBuffer<T> {
     }
 }
 
+impl<T> MappedView<'_, T> {
+    /// Whether `stream` belongs to the buffer's context (its event can be
+    /// recorded there).
+    fn same_context(&self, stream: &CudaStream) -> bool {
+        self.host.context().cu_ctx() == stream.context().cu_ctx()
+    }
+}
+
 impl<T> crate::gpu::DeviceRead for MappedView<'_, T> {
     fn read_range<'a>(&'a self, stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
+        if !self.same_context(stream) {
+            return (self.addr, self.bytes, SyncOnDrop::Sync(Some(stream)));
+        }
         // SAFETY: only the ordering guard is kept (the stream waits for the
         // buffer's earlier work; the guard records the kernel launched
         // meanwhile on the buffer's event); the host slice that comes with
@@ -161,6 +177,9 @@ impl<T> crate::gpu::DeviceRead for MappedView<'_, T> {
 impl<T> crate::gpu::DeviceWrite for MappedView<'_, T> {
     fn write_range<'a>(&'a mut self, stream: &'a CudaStream) -> (sys::CUdeviceptr, usize, SyncOnDrop<'a>) {
         let (addr, bytes) = (self.addr, self.bytes);
+        if !self.same_context(stream) {
+            return (addr, bytes, SyncOnDrop::Sync(Some(stream)));
+        }
         // SAFETY: as in `read_range`: only the ordering guard is kept.
         let (_, guard) = unsafe { self.host.stream_synced_mut_slice(stream) };
         (addr, bytes, guard)

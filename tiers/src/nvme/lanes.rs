@@ -6,7 +6,7 @@
 //! transfer of a registered block takes lane 0 when it is free and any
 //! other free lane (with unregistered requests) when it is not.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -16,6 +16,8 @@ use super::engine::Engine;
 pub(crate) struct Lanes {
     engines: Vec<Mutex<Engine>>,
     next: AtomicUsize,
+    /// Lane 0 is (still) an io_uring whose table registered blocks use.
+    registered_ring: AtomicBool,
 }
 
 /// A lane held for one transfer.
@@ -24,6 +26,8 @@ pub(crate) struct Held<'a> {
     pub(crate) engine: MutexGuard<'a, Engine>,
     /// Whether it is lane 0 (registered slots are valid only there).
     pub(crate) registered_ring: bool,
+    /// Its index, for notes.
+    pub(crate) index: usize,
 }
 
 impl Lanes {
@@ -31,7 +35,23 @@ impl Lanes {
     /// table. `engines` is not empty.
     pub(crate) fn new(engines: Vec<Engine>) -> Self {
         debug_assert!(!engines.is_empty());
-        Lanes { engines: engines.into_iter().map(Mutex::new).collect(), next: AtomicUsize::new(0) }
+        let ring = matches!(engines.first(), Some(Engine::Uring(_)));
+        Lanes {
+            engines: engines.into_iter().map(Mutex::new).collect(),
+            next: AtomicUsize::new(0),
+            registered_ring: AtomicBool::new(ring),
+        }
+    }
+
+    /// Whether lane 0 still runs the io_uring that registered blocks use
+    /// (registering more blocks is pointless once it has fallen back).
+    pub(crate) fn registered_ring(&self) -> bool {
+        self.registered_ring.load(Ordering::Relaxed)
+    }
+
+    /// Lane 0 moved to pread: registered blocks no longer prefer it.
+    pub(crate) fn first_fell_back(&self) {
+        self.registered_ring.store(false, Ordering::Relaxed);
     }
 
     /// How many transfers can run at once.
@@ -47,9 +67,11 @@ impl Lanes {
     /// A free lane, preferring lane 0 when `registered` (the buffer has a
     /// slot there); waits for one when all are busy.
     pub(crate) fn acquire(&self, registered: bool) -> Held<'_> {
+        let registered = registered && self.registered_ring();
+        let held = |engine, index| Held { engine, registered_ring: index == 0, index };
         if registered {
             if let Some(engine) = self.engines[0].try_lock() {
-                return Held { engine, registered_ring: true };
+                return held(engine, 0);
             }
         }
         let n = self.engines.len();
@@ -57,11 +79,11 @@ impl Lanes {
         for k in 0..n {
             let i = (start + k) % n;
             if let Some(engine) = self.engines[i].try_lock() {
-                return Held { engine, registered_ring: i == 0 };
+                return held(engine, i);
             }
         }
         let i = if registered { 0 } else { start % n };
-        Held { engine: self.engines[i].lock(), registered_ring: i == 0 }
+        held(self.engines[i].lock(), i)
     }
 
     /// Lane `i`, locked (tests hold one busy).

@@ -262,6 +262,9 @@ impl NvmeStore {
     /// The registered slot of `block` on the io_uring, registering it when
     /// possible.
     fn slot_for(&self, block: &HostBlock) -> Option<u16> {
+        if !self.lanes.registered_ring() {
+            return None;
+        }
         self.registrar.as_ref()?.slot_for(block)
     }
 
@@ -380,7 +383,11 @@ impl NvmeStore {
             }
             if let (false, Engine::Uring(u)) = (retried, &*lane.engine) {
                 if u.is_poisoned() {
-                    self.notes.lock().push(format!("io_uring failed during a {op} ({err:?}): pread/pwrite"));
+                    let note = format!("io_uring of lane {} failed during a {op} ({err:?}): pread/pwrite", lane.index);
+                    self.notes.lock().push(note);
+                    if lane.index == 0 {
+                        self.lanes.first_fell_back();
+                    }
                     *lane.engine = Engine::Pread(PreadEngine);
                     retried = true;
                     continue;

@@ -143,7 +143,8 @@ pub struct TierStats {
     /// copies each count their own time).
     pub seconds_in: f64,
     /// Wall-clock seconds in which at least one copy into the tier was in
-    /// flight (concurrent copies count once).
+    /// flight (concurrent copies count once; failed copies count too,
+    /// though their bytes do not).
     pub busy_seconds_in: f64,
     /// Bytes copied out of the tier.
     pub bytes_out: u64,
