@@ -85,10 +85,39 @@ pub struct Device {
     /// keeps each record-and-wait pair together across threads (a wait
     /// sees the event's latest record).
     fence: Mutex<CudaEvent>,
-    pinned: Mutex<Vec<PinnedBuffer<u8>>>,
+    pinned: Kept<PinnedBuffer<u8>>,
     /// Device buffers handed to MPI, kept for reuse: each `cuMemFree`
     /// would synchronize the whole device.
-    ipc: Mutex<Vec<IpcMemory>>,
+    ipc: Kept<IpcMemory>,
+}
+
+/// Up to [`KEPT_BUFFERS`] released buffers of one kind, for reuse.
+struct Kept<T>(Mutex<Vec<T>>);
+
+impl<T> Kept<T> {
+    fn new() -> Self {
+        Kept(Mutex::new(Vec::new()))
+    }
+
+    /// A kept buffer that `fits`, if any.
+    fn take(&self, fits: impl Fn(&T) -> bool) -> Option<T> {
+        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let i = pool.iter().position(fits)?;
+        Some(pool.swap_remove(i))
+    }
+
+    /// Keeps `b` unless [`KEPT_BUFFERS`] are kept already.
+    fn put(&self, b: T) {
+        let mut pool = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < KEPT_BUFFERS {
+            pool.push(b);
+        }
+    }
+}
+
+/// A new buffer's size for `bytes`: whole 64 KiB, so it serves nearby sizes.
+fn rounded(bytes: usize) -> usize {
+    bytes.max(1).div_ceil(1 << 16) << 16
 }
 
 impl std::fmt::Debug for Device {
@@ -107,8 +136,8 @@ fn drv(what: &str) -> impl Fn(memwall::gpu::cuda::DriverError) -> String + '_ {
     move |e| format!("{what}: {e:?}")
 }
 
-/// Most pinned buffers kept per device.
-const PINNED_KEEP: usize = 8;
+/// Most released buffers kept per device and kind (pinned, device).
+const KEPT_BUFFERS: usize = 8;
 
 /// Opened devices by ordinal (a failure to open is remembered too).
 type Devices = Mutex<HashMap<usize, Res<Arc<Device>>>>;
@@ -122,7 +151,7 @@ pub fn device(ordinal: usize) -> Res<Arc<Device>> {
             let gpu = Gpu::new(ordinal).map_err(err("opening the device"))?;
             let stream = gpu.new_stream().map_err(err("creating a stream"))?;
             let fence = stream.context().new_event(None).map_err(drv("creating an event"))?;
-            let (fence, pinned, ipc) = (Mutex::new(fence), Mutex::new(Vec::new()), Mutex::new(Vec::new()));
+            let (fence, pinned, ipc) = (Mutex::new(fence), Kept::new(), Kept::new());
             Ok(Arc::new(Device { gpu, stream, fence, pinned, ipc }))
         })
         .clone()
@@ -131,36 +160,17 @@ pub fn device(ordinal: usize) -> Res<Arc<Device>> {
 impl Device {
     /// A pinned buffer of at least `bytes` of `kind` (reused when possible).
     fn pinned(&self, bytes: usize, kind: PinnedKind) -> Res<PinnedBuffer<u8>> {
-        let mut pool = self.pinned.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = pool.iter().position(|b| b.kind() == kind && b.len() >= bytes) {
-            return Ok(pool.swap_remove(i));
-        }
-        drop(pool);
-        let rounded = bytes.max(1).div_ceil(1 << 16) << 16;
-        self.gpu.alloc_pinned::<u8>(rounded, kind).map_err(err("allocating pinned memory"))
-    }
-
-    fn give_back(&self, b: PinnedBuffer<u8>) {
-        let mut pool = self.pinned.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < PINNED_KEEP {
-            pool.push(b);
+        match self.pinned.take(|b| b.kind() == kind && b.len() >= bytes) {
+            Some(b) => Ok(b),
+            None => self.gpu.alloc_pinned::<u8>(rounded(bytes), kind).map_err(err("allocating pinned memory")),
         }
     }
 
     /// At least `bytes` of device memory for MPI (reused when possible).
     fn ipc_memory(&self, bytes: usize) -> Res<IpcMemory> {
-        let mut pool = self.ipc.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(i) = pool.iter().position(|b| b.len() >= bytes) {
-            return Ok(pool.swap_remove(i));
-        }
-        drop(pool);
-        IpcMemory::new(&self.stream, bytes.max(1).div_ceil(1 << 16) << 16)
-    }
-
-    fn give_back_ipc(&self, b: IpcMemory) {
-        let mut pool = self.ipc.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < PINNED_KEEP {
-            pool.push(b);
+        match self.ipc.take(|b| b.len() >= bytes) {
+            Some(b) => Ok(b),
+            None => IpcMemory::new(&self.stream, rounded(bytes)),
         }
     }
 
@@ -315,12 +325,12 @@ impl Drop for Wire {
         match self {
             Wire::Host { dev, buf, .. } => {
                 if let Some(b) = buf.take() {
-                    dev.give_back(b);
+                    dev.pinned.put(b);
                 }
             }
             Wire::Device { dev, buf, .. } => {
                 if let Some(b) = buf.take() {
-                    dev.give_back_ipc(b);
+                    dev.ipc.put(b);
                 }
             }
         }
@@ -508,14 +518,14 @@ pub fn measure(bytes: usize, reps: usize) -> Res<[f64; 4]> {
         c.pack_gpu(&dev.gpu, &dev.stream, &src, 0, 1, &mut view, &mut pos).map_err(err("GPU pack"))?;
         dev.sync()
     })?;
-    dev.give_back(mapped);
+    dev.pinned.put(mapped);
     let host = dev.pinned(packed, PinnedKind::Cached)?;
     let h = host.host_slice().as_ptr().map_err(drv("pinned pointer"))? as u64;
     let (d, guard) = out.device_ptr(&dev.stream);
     drop(guard);
     let d2h = time(&mut || dev.copy(h, d, packed))?;
     let h2d = time(&mut || dev.copy(d, h, packed))?;
-    dev.give_back(host);
+    dev.pinned.put(host);
     Ok([pack_device, pack_mapped, d2h, h2d])
 }
 

@@ -171,7 +171,7 @@ unsafe fn stream16(t: *const u8, d: *mut u8, n: usize) {
 /// As [`rows`].
 #[cfg(target_arch = "x86_64")]
 unsafe fn rows_streaming_lines(t: *mut u8, d: *mut u8, count: u64, stride: isize, len: usize) -> *mut u8 {
-    if std::arch::is_x86_feature_detected!("avx") {
+    if has_avx() {
         // SAFETY: the CPU has AVX (checked); the rest is the caller's.
         unsafe { lines_avx(t, d, count, stride, len) }
     } else {

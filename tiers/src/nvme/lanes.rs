@@ -24,9 +24,7 @@ pub(crate) struct Lanes {
 pub(crate) struct Held<'a> {
     /// The lane's engine, locked.
     pub(crate) engine: MutexGuard<'a, Engine>,
-    /// Whether it is lane 0 (registered slots are valid only there).
-    pub(crate) registered_ring: bool,
-    /// Its index, for notes.
+    /// Its index: registered slots are valid only on lane 0.
     pub(crate) index: usize,
 }
 
@@ -68,7 +66,7 @@ impl Lanes {
     /// slot there); waits for one when all are busy.
     pub(crate) fn acquire(&self, registered: bool) -> Held<'_> {
         let registered = registered && self.registered_ring();
-        let held = |engine, index| Held { engine, registered_ring: index == 0, index };
+        let held = |engine, index| Held { engine, index };
         if registered {
             if let Some(engine) = self.engines[0].try_lock() {
                 return held(engine, 0);

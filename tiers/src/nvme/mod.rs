@@ -353,7 +353,7 @@ impl NvmeStore {
         on_chunk: OnChunk<'_>,
     ) -> Result<()> {
         let mut lane = self.lanes.acquire(slot.is_some());
-        let slot = slot.filter(|_| lane.registered_ring);
+        let slot = slot.filter(|_| lane.index == 0);
         let len = buf.len();
         let mut retried = false;
         loop {

@@ -24,6 +24,11 @@ impl Counter {
     }
 }
 
+/// `d` in nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Wall time during which at least one copy was in flight: concurrent
 /// copies (one per NVMe lane, say) count once, so bytes over this time is
 /// the rate the tier achieved together.
@@ -48,7 +53,7 @@ impl BusyClock {
         r.0 = r.0.saturating_sub(1);
         if r.0 == 0 {
             if let Some(since) = r.1.take() {
-                self.ns.add(u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX));
+                self.ns.add(nanos(since.elapsed()));
             }
         }
     }
@@ -56,7 +61,7 @@ impl BusyClock {
     /// Busy nanoseconds so far, counting a copy in flight up to now.
     pub(crate) fn ns(&self) -> u64 {
         let r = self.running.lock();
-        let open = r.1.map_or(0, |since| u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let open = r.1.map_or(0, |since| nanos(since.elapsed()));
         self.ns.get().saturating_add(open)
     }
 }
@@ -97,7 +102,7 @@ impl Counters {
 
     /// Records a copy of `bytes` from `from` (none: zero-filled) into `to`.
     pub(crate) fn moved(&self, from: Option<Tier>, to: Tier, bytes: usize, took: Duration) {
-        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let ns = nanos(took);
         let t = self.tier(to);
         t.bytes_in.add(bytes as u64);
         t.ns_in.add(ns);
